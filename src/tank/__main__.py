@@ -1,0 +1,5 @@
+"""``python -m tank`` runs the ``tank`` command."""
+
+from tank.cli import main
+
+main()
