@@ -1,0 +1,224 @@
+"""Every exception tank raises, in one hierarchy a caller can catch at any level.
+
+::
+
+    TankError
+    ├── InvalidReference        an image reference that does not parse (also a ValueError)
+    ├── InvalidDigest           a malformed digest string (also a ValueError)
+    │   └── UnsupportedDigest   a well-formed digest with an algorithm tank does not verify
+    ├── IntegrityError          content that is not what it claims to be
+    │   ├── DigestMismatch      bytes that do not hash to the expected digest
+    │   └── SizeMismatch        bytes longer or shorter than declared
+    ├── TransportError          the network failed: connect, TLS, reset, timeout, bad redirect
+    │   └── TLSError            certificate or handshake failure (never a reason to fall back)
+    └── RegistryError           the registry answered, but not with what was asked for
+        ├── AuthError           401/403, a challenge tank cannot answer, a token endpoint failure
+        ├── NotFound            404: no such repository, manifest or blob
+        ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
+        └── InvalidManifest     a manifest that is not a JSON object tank can trust
+
+Every message names what was being fetched: the registry, the repository and the reference or
+digest, and (for :class:`RegistryError`) the HTTP status and the registry's own error codes and
+messages when it sent an OCI error body (``{"errors": [{"code": …, "message": …}]}``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RegistryErrorDetail:
+    """One entry of an OCI distribution error body."""
+
+    code: str
+    message: str
+    detail: object = None
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+class TankError(Exception):
+    """The base of every error tank raises on purpose."""
+
+
+class InvalidReference(TankError, ValueError):
+    """An image reference that cannot be parsed; the message says why."""
+
+    def __init__(self, reference: str, reason: str) -> None:
+        super().__init__(f"invalid reference {reference!r}: {reason}")
+        self.reference = reference
+        self.reason = reason
+
+
+class InvalidDigest(TankError, ValueError):
+    """A digest string that is not ``algorithm:hex`` with a valid hex part."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(f"invalid digest {digest!r}: {reason}")
+        self.digest = digest
+        self.reason = reason
+
+
+class UnsupportedDigest(InvalidDigest):
+    """A digest whose algorithm tank cannot verify (only sha256 and sha512 are)."""
+
+
+def _where(registry: str | None, repository: str | None, what: str | None) -> str:
+    """``registry/repository@what`` (or as much of it as is known) for messages."""
+    place = "/".join(p for p in (registry, repository) if p)
+    if what:
+        sep = "@" if ":" in what and not what.startswith("/") else ":"
+        place = f"{place}{sep}{what}" if place else what
+    return place or "?"
+
+
+class IntegrityError(TankError):
+    """Content that does not match the digest or size it was fetched under."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        digest: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.registry = registry
+        self.repository = repository
+        self.digest = digest
+
+
+class DigestMismatch(IntegrityError):
+    """Bytes that hash to something other than the expected digest."""
+
+    def __init__(
+        self,
+        expected: str,
+        actual: str,
+        *,
+        what: str = "content",
+        registry: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        place = _where(registry, repository, None)
+        where = f" from {place}" if registry or repository else ""
+        super().__init__(
+            f"digest mismatch for {what} {expected}{where}: the bytes received hash to {actual}",
+            registry=registry,
+            repository=repository,
+            digest=expected,
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatch(IntegrityError):
+    """Content longer or shorter than its declared size."""
+
+    def __init__(
+        self,
+        expected: int,
+        actual: int,
+        *,
+        what: str,
+        digest: str | None = None,
+        registry: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        place = _where(registry, repository, digest)
+        relation = "more than" if actual > expected else "only"
+        super().__init__(
+            f"size mismatch for {what} {place}: expected {expected} bytes, received {relation} "
+            f"{actual}",
+            registry=registry,
+            repository=repository,
+            digest=digest,
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class TransportError(TankError):
+    """The connection to a registry (or its CDN, or its token endpoint) failed."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TLSError(TransportError):
+    """A TLS handshake or certificate verification failed."""
+
+
+class RegistryError(TankError):
+    """The registry answered with an error.
+
+    ``status`` is the HTTP status (``None`` when the error is not an HTTP answer), ``errors`` the
+    parsed OCI error body (possibly empty).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+        status: int | None = None,
+        errors: tuple[RegistryErrorDetail, ...] = (),
+    ) -> None:
+        place = _where(registry, repository, reference)
+        text = f"{place}: {message}"
+        if status is not None:
+            text += f" (HTTP {status})"
+        if errors:
+            text += ": " + "; ".join(str(e) for e in errors)
+        super().__init__(text)
+        self.registry = registry
+        self.repository = repository
+        self.reference = reference
+        self.status = status
+        self.errors = errors
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The registry's error codes, e.g. ``("MANIFEST_UNKNOWN",)``."""
+        return tuple(e.code for e in self.errors)
+
+
+class AuthError(RegistryError):
+    """Authentication or authorisation failed; the message says at which step."""
+
+
+class NotFound(RegistryError):
+    """The repository, manifest or blob does not exist (or is hidden from this client)."""
+
+
+class ManifestTooLarge(RegistryError):
+    """A manifest larger than the limit, refused without reading it whole."""
+
+
+class InvalidManifest(RegistryError):
+    """A manifest that is not a JSON object, or is ambiguous (duplicate keys)."""
+
+
+__all__ = [
+    "AuthError",
+    "DigestMismatch",
+    "IntegrityError",
+    "InvalidDigest",
+    "InvalidManifest",
+    "InvalidReference",
+    "ManifestTooLarge",
+    "NotFound",
+    "RegistryError",
+    "RegistryErrorDetail",
+    "SizeMismatch",
+    "TLSError",
+    "TankError",
+    "TransportError",
+    "UnsupportedDigest",
+]
