@@ -1,3 +1,114 @@
-"""tank: fast, verified container-image pulls."""
+"""tank: fast, verified container-image pulls.
+
+The public API, importable from ``tank`` itself (heavier modules load on first use, so
+``import tank`` stays cheap)::
+
+    import tank
+
+    info, token = tank.manifest("registry-1.docker.io", "library/alpine", "latest")
+    config = tank.blob("registry-1.docker.io", "library/alpine", digest, token)
+    tank.download_blob(registry, repo, layer_digest, token, "layer.tar.gz")
+
+- :func:`manifest`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
+  :class:`ManifestInfo`, :class:`BlobStream` — the registry client (:mod:`tank.registry`).
+- :func:`parse_reference` and :class:`Reference` — image references (:mod:`tank.reference`).
+- :class:`Digest` and :class:`Hasher` — content digests (:mod:`tank.digest`).
+- :class:`Transport` — TLS trust, timeouts and connection pooling (:mod:`tank.transport`).
+- Every exception, rooted at :class:`TankError` (:mod:`tank.errors`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tank.errors import (
+    AuthError,
+    DigestMismatch,
+    IntegrityError,
+    InvalidDigest,
+    InvalidManifest,
+    InvalidReference,
+    ManifestTooLarge,
+    NotFound,
+    RegistryError,
+    SizeMismatch,
+    TankError,
+    TLSError,
+    TransportError,
+    UnsupportedDigest,
+)
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tank.digest import Digest, Hasher
+    from tank.reference import Reference
+    from tank.reference import parse as parse_reference
+    from tank.registry import (
+        BlobStream,
+        ManifestInfo,
+        blob,
+        download_blob,
+        manifest,
+        open_blob,
+    )
+    from tank.transport import Transport
+
+_LAZY = {
+    "BlobStream": ("tank.registry", "BlobStream"),
+    "ManifestInfo": ("tank.registry", "ManifestInfo"),
+    "blob": ("tank.registry", "blob"),
+    "download_blob": ("tank.registry", "download_blob"),
+    "manifest": ("tank.registry", "manifest"),
+    "open_blob": ("tank.registry", "open_blob"),
+    "Reference": ("tank.reference", "Reference"),
+    "parse_reference": ("tank.reference", "parse"),
+    "Digest": ("tank.digest", "Digest"),
+    "Hasher": ("tank.digest", "Hasher"),
+    "Transport": ("tank.transport", "Transport"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'tank' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "AuthError",
+    "BlobStream",
+    "Digest",
+    "DigestMismatch",
+    "Hasher",
+    "IntegrityError",
+    "InvalidDigest",
+    "InvalidManifest",
+    "InvalidReference",
+    "ManifestInfo",
+    "ManifestTooLarge",
+    "NotFound",
+    "Reference",
+    "RegistryError",
+    "SizeMismatch",
+    "TLSError",
+    "TankError",
+    "Transport",
+    "TransportError",
+    "UnsupportedDigest",
+    "__version__",
+    "blob",
+    "download_blob",
+    "manifest",
+    "open_blob",
+    "parse_reference",
+]
