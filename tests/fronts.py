@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.util import SKIP_HEADER
+
+from tank.testing._closing import Closing
 
 __all__ = [
     "CDN",
@@ -185,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
 
-class _RecordingServer:
+class _RecordingServer(Closing):
     """Thread, socket bookkeeping and request records shared by Front and CDN."""
 
     scheme: str
@@ -245,17 +246,6 @@ class _RecordingServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:

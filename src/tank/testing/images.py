@@ -12,12 +12,13 @@ import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import urllib3
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from tank.testing._closing import Closing
 
 __all__ = [
     "DOCKER_CONFIG",
@@ -387,7 +388,7 @@ class PushError(RuntimeError):
         self.body = body
 
 
-class Pusher:
+class Pusher(Closing):
     """Push blobs and manifests with plain urllib3 (monolithic uploads)."""
 
     def __init__(
@@ -487,13 +488,3 @@ class Pusher:
         """Close pooled connections."""
         self._http.clear()
 
-    def __enter__(self) -> Pusher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -14,8 +14,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
+
+from tank.testing._closing import Closing
 
 if TYPE_CHECKING:
     from tank.testing.tokenserver import TokenServer
@@ -50,7 +51,7 @@ def _htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{hashed}\n"
 
 
-class LocalRegistry:
+class LocalRegistry(Closing):
     """A ``docker-registry serve`` process with its own storage, config and log.
 
     Modes: open (default), ``token=TokenServer``, ``htpasswd={"user": "pw"}``,
@@ -126,17 +127,6 @@ class LocalRegistry:
         """Stop the process (terminate, then kill) and remove the temporary directory."""
         self._stop()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals --------------------------------------------------------------------------
 

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tank.testing._closing import Closing
 
 __all__ = ["TokenRequest", "TokenServer", "libtrust_key_id"]
 
@@ -91,7 +92,7 @@ class _State:
     fail: _FailPlan = field(default_factory=_FailPlan)
 
 
-class TokenServer:
+class TokenServer(Closing):
     """A threaded token server on loopback, signing ES256 JWTs the registry trusts."""
 
     def __init__(
@@ -186,17 +187,6 @@ class TokenServer:
         for p in self._dir.iterdir():
             p.unlink()
         self._dir.rmdir()
-
-    def __enter__(self) -> TokenServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals --------------------------------------------------------------------------
 
