@@ -11,11 +11,14 @@
     │   └── SizeMismatch        bytes longer or shorter than declared
     ├── TransportError          the network failed: connect, TLS, reset, timeout, bad redirect
     │   └── TLSError            certificate or handshake failure (never a reason to fall back)
-    └── RegistryError           the registry answered, but not with what was asked for
-        ├── AuthError           401/403, a challenge tank cannot answer, a token endpoint failure
-        ├── NotFound            404: no such repository, manifest or blob
-        ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
-        └── InvalidManifest     a manifest that is not a JSON object tank can trust
+    ├── RegistryError           the registry answered, but not with what was asked for
+    │   ├── AuthError           401/403, a challenge tank cannot answer, a token endpoint failure
+    │   ├── NotFound            404: no such repository, manifest or blob
+    │   │   └── PlatformNotFound  an index without the platform asked for
+    │   ├── UnsupportedManifest schema 1, or a media type tank does not pull
+    │   ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
+    │   └── InvalidManifest     a manifest that is not a JSON object tank can trust
+    └── CacheMiss               the local cache lacks what was asked for (also a LookupError)
 
 Every message names what was being fetched: the registry, the repository and the reference or
 digest, and (for :class:`RegistryError`) the HTTP status and the registry's own error codes and
@@ -25,6 +28,7 @@ messages when it sent an OCI error body (``{"errors": [{"code": …, "message": 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,19 @@ class NotFound(RegistryError):
     """The repository, manifest or blob does not exist (or is hidden from this client)."""
 
 
+class PlatformNotFound(NotFound):
+    """An index offers no image for the platform asked for; ``available`` lists what it has."""
+
+    def __init__(self, message: str, *, available: tuple[str, ...] = (), **kwargs: Any) -> None:
+        offered = ", ".join(available) if available else "none"
+        super().__init__(f"{message}; the index offers: {offered}", **kwargs)
+        self.available = available
+
+
+class UnsupportedManifest(RegistryError):
+    """A manifest of a kind tank does not pull (Docker schema 1, an unknown media type)."""
+
+
 class ManifestTooLarge(RegistryError):
     """A manifest larger than the limit, refused without reading it whole."""
 
@@ -205,8 +222,24 @@ class InvalidManifest(RegistryError):
     """A manifest that is not a JSON object, or is ambiguous (duplicate keys)."""
 
 
+class CacheMiss(TankError, LookupError):
+    """Something asked of the local cache (:class:`tank.store.Store`) that is not in it.
+
+    ``digest`` names the missing blob when the miss is a blob's.
+    """
+
+    def __init__(self, message: str, *, digest: str | None = None) -> None:
+        super().__init__(message)
+        self.digest = digest
+
+    def __str__(self) -> str:
+        # the message itself, not LookupError's repr-style quoting
+        return str(self.args[0])
+
+
 __all__ = [
     "AuthError",
+    "CacheMiss",
     "DigestMismatch",
     "IntegrityError",
     "InvalidDigest",
@@ -214,6 +247,7 @@ __all__ = [
     "InvalidReference",
     "ManifestTooLarge",
     "NotFound",
+    "PlatformNotFound",
     "RegistryError",
     "RegistryErrorDetail",
     "SizeMismatch",
@@ -221,4 +255,5 @@ __all__ = [
     "TankError",
     "TransportError",
     "UnsupportedDigest",
+    "UnsupportedManifest",
 ]
