@@ -608,3 +608,36 @@ def test_a_stalled_blob_times_out_instead_of_hanging(
     with pytest.raises(TransportError, match="broke off after 100 bytes"):
         api.download_blob(front.host, seeded.repo, layer.digest, None, tmp_path / "l", transport=t)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- HEAD ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["latest", "docker", "multi", "list"])
+def test_manifest_head_gives_the_digest_without_a_body(
+    tag: str, token_registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(token_registry.url)
+    head, token = api.manifest_head(front.host, seeded.repo, tag)
+    assert token is not None  # the 401 on HEAD was answered too
+    assert head.digest == seeded.tags[tag]
+    info, _ = api.manifest(front.host, seeded.repo, tag, token)
+    assert head.media_type == info.media_type
+    assert head.size == len(info.raw)
+    heads = [r for r in front.requests if r.method == "HEAD"]
+    assert heads
+    assert all(r.headers["accept"] == mediatypes.MANIFEST_ACCEPT for r in heads)
+
+
+def test_manifest_head_without_digest_header(
+    registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(registry.url)
+    front.strip_headers = {"Docker-Content-Digest"}
+    head, _ = api.manifest_head(front.host, seeded.repo, "latest")
+    assert head.digest is None
+
+
+def test_manifest_head_404(registry: LocalRegistry, seeded: Seeded) -> None:
+    with pytest.raises(NotFound):
+        api.manifest_head(registry.host, seeded.repo, "nope")

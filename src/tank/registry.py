@@ -359,6 +359,65 @@ def manifest(
     return ManifestInfo(media_type=media_type, digest=header_digest, raw=raw, json=doc), token
 
 
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a ``HEAD`` on a manifest tells without its body.
+
+    :ivar digest: ``Docker-Content-Digest`` (``None`` when the registry omitted it: fall back to
+        :func:`manifest`, which computes it).
+    :ivar media_type: ``Content-Type`` without parameters.
+    :ivar size: ``Content-Length``.
+    """
+
+    digest: Digest | None
+    media_type: str | None
+    size: int | None
+
+
+def manifest_head(
+    registry: str,
+    repo: str,
+    reference: str,
+    token: str | None = None,
+    *,
+    transport: Transport | None = None,
+) -> tuple[ManifestHead, str | None]:
+    """``HEAD`` a manifest with the same ``Accept`` as :func:`manifest`; return what it says.
+
+    Cheap: no body is transferred, and Docker Hub does not count a ``HEAD`` against the pull rate
+    limit. The digest is the registry's word only: verify it when the bytes are fetched.
+    """
+    registry = _registry(registry)
+    repo = _repository(repo)
+    ref = _manifest_reference(reference)
+    t = transport or default_transport()
+    place = _Place(registry=registry, repository=repo, reference=str(ref))
+    response, token = _send(
+        t, "HEAD", registry, repo, f"/v2/{repo}/manifests/{ref}", token,
+        reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+    )
+    _raise_for_status(response, what="manifest", **place)
+    release(response)
+    header = (response.headers.get("Docker-Content-Digest") or "").strip()
+    digest: Digest | None = None
+    if header:
+        try:
+            digest = Digest.parse(header)
+        except InvalidDigest as exc:
+            raise RegistryError(
+                f"invalid Docker-Content-Digest header: {exc.reason}", **place
+            ) from None
+    length = response.headers.get("Content-Length")
+    return (
+        ManifestHead(
+            digest=digest,
+            media_type=mediatypes.strip_parameters(response.headers.get("Content-Type")),
+            size=int(length) if length and length.isdigit() else None,
+        ),
+        token,
+    )
+
+
 # -- blobs --------------------------------------------------------------------------------------
 
 
@@ -463,6 +522,11 @@ class BlobStream:
         """Give the connection back (or close it when the body was not read to the end)."""
         if not self.verified:
             discard(self._response)
+
+    @property
+    def hasher(self) -> Hasher:
+        """The hash state of the blob's bytes so far (complete once iteration has ended)."""
+        return self._hasher
 
     @property
     def bytes_received(self) -> int:
@@ -607,10 +671,12 @@ __all__ = [
     "CHUNK_SIZE",
     "MAX_MANIFEST_SIZE",
     "BlobStream",
+    "ManifestHead",
     "ManifestInfo",
     "blob",
     "download_blob",
     "manifest",
+    "manifest_head",
     "open_blob",
     "parse_manifest",
 ]
