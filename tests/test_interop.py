@@ -1,0 +1,110 @@
+"""`tank pull -o oci:` output read by the referees: oci-image-tool, skopeo and umoci."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tank.pull import pull
+from tank.testing.images import Image
+from tank.testing.registry import LocalRegistry
+from tank.testing.seed import Seeded
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{' '.join(argv)}:\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> str:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return str(path)
+
+
+def files_of(image: Image) -> dict[str, bytes]:
+    import gzip
+    import io
+    import tarfile
+
+    out: dict[str, bytes] = {}
+    for layer in image.layers:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer.data))) as tar:
+            for member in tar.getmembers():
+                f = tar.extractfile(member)
+                if f is not None:
+                    out[member.name] = f.read()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tag", "platform", "child"),
+    [("latest", None, None), ("docker", None, None), ("multi", "linux/arm64", ("arm64", "v8")),
+     ("list", "linux/arm/v7", ("arm", "v7"))],
+)
+def test_layout_passes_every_referee(
+    tag: str, platform: str | None, child: tuple[str, str] | None, registry: LocalRegistry,
+    seeded: Seeded, tmp_path: Path, policy: str,
+) -> None:
+    layout = tmp_path / "layout"
+    image = pull(f"{registry.host}/{seeded.repo}:{tag}", platform=platform,
+                 output=f"oci:{layout}:v1", cache=tmp_path / "cache")
+    expected = (
+        getattr(seeded, tag).image_for("linux", *child) if child else getattr(seeded, tag)
+    )
+
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "v1"
+    assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert entry["digest"] == image.output_digest
+    if tag in ("docker", "list"):  # rewritten with OCI media types; config and layers untouched
+        assert image.output_digest != image.digest
+    else:
+        assert image.output_digest == image.digest
+
+    run("oci-image-tool", "validate", "--type", "image", "--ref", "name=v1", str(layout))
+
+    out = tmp_path / "dir"
+    run("skopeo", "--policy", policy, "copy", f"oci:{layout}:v1", f"dir:{out}")
+    for blob in expected.blobs():
+        assert (out / blob.digest.split(":")[1]).read_bytes() == blob.data
+
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
+    for name, data in files_of(expected).items():
+        assert (bundle / "rootfs" / name).read_bytes() == data
+
+
+def test_cli_writes_a_layout_named_by_the_reference_tag(
+    registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    layout = tmp_path / "l"
+    out = subprocess.run(
+        [sys.executable, "-m", "tank", "pull", f"{registry.host}/{seeded.repo}:latest",
+         "-o", f"oci:{layout}", "--cache", str(tmp_path / "c"), "-q"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"-> oci:{layout}:latest" in out.stdout
+    index = json.loads((layout / "index.json").read_text())
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [
+        "latest"
+    ]
+    # a digest reference is named "latest"; a second image is added beside the first
+    digest_ref = f"{registry.host}/{seeded.repo}@{seeded.docker.manifest_digest}"
+    pull(digest_ref, output=f"oci:{layout}:docker", cache=tmp_path / "c")
+    pull(digest_ref, output=f"oci:{tmp_path / 'd'}", cache=tmp_path / "c")
+    names = {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+        for m in json.loads((layout / "index.json").read_text())["manifests"]
+    }
+    assert names == {"latest", "docker"}
+    index_d = json.loads((tmp_path / "d" / "index.json").read_text())
+    assert index_d["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "latest"
