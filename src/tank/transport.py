@@ -5,10 +5,11 @@ Built on urllib3 (see the README's design section for why): connections are pool
 in one place:
 
 - **Which scheme.** HTTPS everywhere. A registry on ``localhost``, ``127.0.0.0/8`` or ``[::1]``
-  (Docker's convention) is tried over HTTPS first, verified as anywhere else, and spoken to over
-  plain HTTP only when the server does not speak TLS at all; the answer is remembered per
-  registry. A certificate error is an error, never a reason to fall back. Registries the caller
-  names in ``insecure_registries`` use plain HTTP.
+  (Docker's convention) is first probed with a TLS handshake and spoken to over plain HTTP only
+  when the server does not speak TLS at all; the answer is remembered per registry. HTTPS is
+  verified as anywhere else: a certificate error is an error, never a reason to fall back.
+  Registries the caller names in ``insecure_registries`` use plain HTTP. The trust store is
+  loaded on first HTTPS use.
 - **Redirects.** Followed by hand (at most :data:`MAX_REDIRECTS` hops, ``http``/``https`` only, a
   3xx without ``Location`` is an error). Credentials (``Authorization``, ``Cookie``,
   ``Proxy-Authorization``) go only to the registry's own origin (scheme, host and port all count),
@@ -21,6 +22,7 @@ in one place:
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -121,19 +123,29 @@ class Transport:
         self.ca_file = ca_file
         self.insecure_registries = frozenset(insecure_registries)
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        context = ssl.create_default_context()
-        if ca_file:
-            context.load_verify_locations(cafile=ca_file)
+        self._connect_timeout = connect_timeout
         self._pool = urllib3.PoolManager(
             num_pools=64,
             maxsize=pool_size,
             block=False,
-            ssl_context=context,
             retries=False,
             timeout=self.timeout,
         )
+        self._tls_ready = False
         self._schemes: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def _ensure_tls(self) -> None:
+        """Load the trust store on first HTTPS use (it costs tens of ms; plain HTTP never pays)."""
+        if self._tls_ready:
+            return
+        with self._lock:
+            if not self._tls_ready:
+                context = ssl.create_default_context()
+                if self.ca_file:
+                    context.load_verify_locations(cafile=self.ca_file)
+                self._pool.connection_pool_kw["ssl_context"] = context
+                self._tls_ready = True
 
     # -- scheme selection ---------------------------------------------------------------------
 
@@ -145,20 +157,19 @@ class Transport:
             scheme = self._schemes.get(registry, "https")
         return f"{scheme}://{registry}"
 
-    def _plain_http_instead(self, registry: str, exc: BaseException) -> bool:
-        """After a failed first HTTPS attempt: should this registry be tried over HTTP?"""
-        if not is_loopback(registry) or registry in self._schemes:
-            return False
-        if isinstance(exc, _Urllib3SSLError):
-            inner = exc.args[0] if exc.args else None
-            if isinstance(inner, ssl.SSLCertVerificationError):
-                return False
-            reason = getattr(inner, "reason", None)
-            if reason in _NOT_TLS_REASONS or isinstance(inner, ssl.SSLEOFError):
-                return True
-            text = str(exc)
-            return any(r.lower().replace("_", " ") in text.lower() for r in _NOT_TLS_REASONS)
-        return False
+    def _scheme_for(self, registry: str) -> str:
+        """``https``, or ``http`` for a loopback registry that does not speak TLS (remembered)."""
+        if registry in self.insecure_registries:
+            return "http"
+        with self._lock:
+            known = self._schemes.get(registry)
+        if known is not None:
+            return known
+        if not is_loopback(registry):
+            return "https"
+        scheme = "https" if _speaks_tls(registry, self._connect_timeout) else "http"
+        with self._lock:
+            return self._schemes.setdefault(registry, scheme)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -177,26 +188,11 @@ class Transport:
         response is returned whatever its status; with ``preload=False`` the body is left unread
         (read it, then call :func:`release`).
         """
-        base = self.base_url(registry)
-        try:
-            response = self.request(
-                method, base + path, headers=headers, credentials_origin=Origin.of(base),
-                preload=preload,
-            )
-        except TransportError as exc:
-            cause = exc.__cause__
-            https = base.startswith("https://")
-            if not (https and cause and self._plain_http_instead(registry, cause)):
-                raise
-            base = f"http://{registry}"
-            response = self.request(
-                method, base + path, headers=headers, credentials_origin=Origin.of(base),
-                preload=preload,
-            )
-        if registry not in self.insecure_registries:
-            with self._lock:
-                self._schemes.setdefault(registry, urlsplit(base).scheme)
-        return response
+        base = f"{self._scheme_for(registry)}://{registry}"
+        return self.request(
+            method, base + path, headers=headers, credentials_origin=Origin.of(base),
+            preload=preload,
+        )
 
     def request(
         self,
@@ -242,6 +238,8 @@ class Transport:
     def _urlopen(
         self, method: str, url: str, headers: Mapping[str, str], *, preload: bool
     ) -> BaseHTTPResponse:
+        if url[:6].lower() == "https:":
+            self._ensure_tls()
         try:
             return self._pool.urlopen(
                 method,
@@ -265,6 +263,34 @@ class Transport:
         self._pool.clear()
         with self._lock:
             self._schemes.clear()
+
+
+def _speaks_tls(registry: str, timeout: float) -> bool:
+    """Whether the server at ``registry`` (loopback) answers a TLS handshake.
+
+    Only the handshake is attempted, with no certificate check: its one purpose is telling a
+    plain-HTTP server from a TLS one. Real requests then verify certificates as everywhere else,
+    so a TLS server with a bad certificate fails there, and is never downgraded. A server that
+    cannot be reached counts as TLS, so the real request reports the real error.
+    """
+    parts = urlsplit(f"//{registry}")
+    host, port = parts.hostname or "localhost", parts.port or 443
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return True
+    try:
+        with probe.wrap_socket(sock, server_hostname=host):
+            return True
+    except ssl.SSLError as exc:
+        return not (exc.reason in _NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError))
+    except (ConnectionError, TimeoutError):
+        return False
+    finally:
+        sock.close()
 
 
 def _without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
