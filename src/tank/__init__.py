@@ -5,11 +5,17 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 
     import tank
 
+    image = tank.pull("alpine", output="oci:./alpine-layout")   # cache + OCI layout
+    image.digest, image.config["config"]["Cmd"], image.blob_path(image.layers[0].digest)
+
     info, token = tank.manifest("registry-1.docker.io", "library/alpine", "latest")
     config = tank.blob("registry-1.docker.io", "library/alpine", digest, token)
     tank.download_blob(registry, repo, layer_digest, token, "layer.tar.gz")
 
-- :func:`manifest`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
+- :func:`pull`, :class:`PulledImage`, :class:`ProgressEvent` — the whole pull (:mod:`tank.pull`).
+- :class:`Store` — the content-addressed cache (:mod:`tank.store`).
+- :class:`Platform` — ``os/arch[/variant]`` (:mod:`tank.platform`).
+- :func:`manifest`, :func:`manifest_head`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
   :class:`ManifestInfo`, :class:`BlobStream` — the registry client (:mod:`tank.registry`).
 - :func:`parse_reference` and :class:`Reference` — image references (:mod:`tank.reference`).
 - :class:`Digest` and :class:`Hasher` — content digests (:mod:`tank.digest`).
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tank.errors import (
     AuthError,
+    CacheMiss,
     DigestMismatch,
     IntegrityError,
     InvalidDigest,
@@ -31,18 +38,23 @@ from tank.errors import (
     InvalidReference,
     ManifestTooLarge,
     NotFound,
+    PlatformNotFound,
     RegistryError,
     SizeMismatch,
     TankError,
     TLSError,
     TransportError,
     UnsupportedDigest,
+    UnsupportedManifest,
 )
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tank.digest import Digest, Hasher
+    from tank.layout import LayoutError
+    from tank.platform import Platform
+    from tank.pull import ProgressEvent, PulledImage, pull
     from tank.reference import Reference
     from tank.reference import parse as parse_reference
     from tank.registry import (
@@ -51,11 +63,20 @@ if TYPE_CHECKING:
         blob,
         download_blob,
         manifest,
+        manifest_head,
         open_blob,
     )
+    from tank.store import Store
     from tank.transport import Transport
 
 _LAZY = {
+    "pull": ("tank.pull", "pull"),
+    "PulledImage": ("tank.pull", "PulledImage"),
+    "ProgressEvent": ("tank.pull", "ProgressEvent"),
+    "Store": ("tank.store", "Store"),
+    "Platform": ("tank.platform", "Platform"),
+    "LayoutError": ("tank.layout", "LayoutError"),
+    "manifest_head": ("tank.registry", "manifest_head"),
     "BlobStream": ("tank.registry", "BlobStream"),
     "ManifestInfo": ("tank.registry", "ManifestInfo"),
     "blob": ("tank.registry", "blob"),
@@ -87,6 +108,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AuthError",
     "BlobStream",
+    "CacheMiss",
     "Digest",
     "DigestMismatch",
     "Hasher",
@@ -94,21 +116,30 @@ __all__ = [
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "LayoutError",
     "ManifestInfo",
     "ManifestTooLarge",
     "NotFound",
+    "Platform",
+    "PlatformNotFound",
+    "ProgressEvent",
+    "PulledImage",
     "Reference",
     "RegistryError",
     "SizeMismatch",
+    "Store",
     "TLSError",
     "TankError",
     "Transport",
     "TransportError",
     "UnsupportedDigest",
+    "UnsupportedManifest",
     "__version__",
     "blob",
     "download_blob",
     "manifest",
+    "manifest_head",
     "open_blob",
     "parse_reference",
+    "pull",
 ]
