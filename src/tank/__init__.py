@@ -20,6 +20,8 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 - :func:`parse_reference` and :class:`Reference` — image references (:mod:`tank.reference`).
 - :class:`Digest` and :class:`Hasher` — content digests (:mod:`tank.digest`).
 - :class:`Transport` — TLS trust, timeouts and connection pooling (:mod:`tank.transport`).
+- :class:`RetryPolicy`, :data:`DEFAULT_RETRY`, :data:`NO_RETRY` — the ``retry=`` of the registry
+  client's functions: backoff, jitter and ``Retry-After`` (:mod:`tank.retry`).
 - Every exception, rooted at :class:`TankError` (:mod:`tank.errors`).
 """
 
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         manifest_head,
         open_blob,
     )
+    from tank.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
     from tank.store import Store
     from tank.transport import Transport
 
@@ -88,6 +91,9 @@ _LAZY = {
     "Digest": ("tank.digest", "Digest"),
     "Hasher": ("tank.digest", "Hasher"),
     "Transport": ("tank.transport", "Transport"),
+    "RetryPolicy": ("tank.retry", "RetryPolicy"),
+    "DEFAULT_RETRY": ("tank.retry", "DEFAULT_RETRY"),
+    "NO_RETRY": ("tank.retry", "NO_RETRY"),
 }
 
 
@@ -106,6 +112,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_RETRY",
+    "NO_RETRY",
     "AuthError",
     "BlobStream",
     "CacheMiss",
@@ -126,6 +134,7 @@ __all__ = [
     "PulledImage",
     "Reference",
     "RegistryError",
+    "RetryPolicy",
     "SizeMismatch",
     "Store",
     "TLSError",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode, urlsplit
 
 from tank.errors import AuthError, TransportError
+from tank.retry import parse_retry_after
 from tank.transport import Transport, discard, release
 
 if TYPE_CHECKING:
@@ -183,7 +184,9 @@ def fetch_token(
 
     The challenge's own ``scope`` is asked for when it names one, else ``scopes``. Raises
     :class:`~tank.errors.AuthError` when the realm is missing or not http(s), when the endpoint
-    fails or answers without a token.
+    fails or answers without a token. One request, no retries: callers wrap it in
+    :func:`tank.retry.call`, which retries the failures worth it (the endpoint unreachable or
+    answering ``408``, ``429`` or ``5xx``; its ``Retry-After`` is in ``retry_after``).
     """
     realm = challenge.realm
     if not realm or urlsplit(realm).scheme.lower() not in ("http", "https"):
@@ -210,10 +213,13 @@ def fetch_token(
         body = response.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
     except Exception as exc:
         discard(response)
+        # the cause is a TransportError, so tank.retry treats this like any broken connection
+        broken = TransportError(f"{url}: {exc}", url=url)
+        broken.__cause__ = exc
         raise AuthError(
             f"token endpoint {realm} failed while answering: {exc}",
             registry=registry, repository=repository,
-        ) from exc
+        ) from broken
     if len(body) > MAX_TOKEN_RESPONSE:
         discard(response)
         raise AuthError(
@@ -226,6 +232,7 @@ def fetch_token(
         raise AuthError(
             f"token endpoint {realm} refused the token request: {detail or 'no detail'}",
             registry=registry, repository=repository, status=response.status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     try:
         answer = json.loads(body)

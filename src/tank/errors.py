@@ -44,7 +44,21 @@ class RegistryErrorDetail:
 
 
 class TankError(Exception):
-    """The base of every error tank raises on purpose."""
+    """The base of every error tank raises on purpose.
+
+    :ivar retried: ``(attempts, seconds)`` when the error is the last of several tries that
+        :mod:`tank.retry` gave up on; the message then ends with
+        ``(gave up after N attempts over S s)``. ``None`` for an error raised at the first try.
+    """
+
+    retried: tuple[int, float] | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.retried is not None:
+            attempts, seconds = self.retried
+            text += f" (gave up after {attempts} attempts over {seconds:.1f} s)"
+        return text
 
 
 class InvalidReference(TankError, ValueError):
@@ -146,11 +160,17 @@ class SizeMismatch(IntegrityError):
 
 
 class TransportError(TankError):
-    """The connection to a registry (or its CDN, or its token endpoint) failed."""
+    """The connection to a registry (or its CDN, or its token endpoint) failed.
 
-    def __init__(self, message: str, *, url: str | None = None) -> None:
+    ``permanent`` marks a failure no retry can cure (a redirect tank refuses to follow), as
+    opposed to the network's failures (refused, reset, timed out, broken off), which are worth
+    another try.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, permanent: bool = False) -> None:
         super().__init__(message)
         self.url = url
+        self.permanent = permanent
 
 
 class TLSError(TransportError):
@@ -161,7 +181,8 @@ class RegistryError(TankError):
     """The registry answered with an error.
 
     ``status`` is the HTTP status (``None`` when the error is not an HTTP answer), ``errors`` the
-    parsed OCI error body (possibly empty).
+    parsed OCI error body (possibly empty), ``retry_after`` the seconds the server's
+    ``Retry-After`` header asked the client to wait (``None`` when it sent none).
     """
 
     def __init__(
@@ -173,6 +194,7 @@ class RegistryError(TankError):
         reference: str | None = None,
         status: int | None = None,
         errors: tuple[RegistryErrorDetail, ...] = (),
+        retry_after: float | None = None,
     ) -> None:
         place = _where(registry, repository, reference)
         text = f"{place}: {message}"
@@ -186,6 +208,7 @@ class RegistryError(TankError):
         self.reference = reference
         self.status = status
         self.errors = errors
+        self.retry_after = retry_after
 
     @property
     def codes(self) -> tuple[str, ...]:

@@ -9,12 +9,18 @@ call. Connections are pooled by a shared :class:`~tank.transport.Transport`.
 Everything that comes back is verified before it is returned: a manifest against the digest it was
 asked by and against ``Docker-Content-Digest``; a blob against its digest (and size, when given).
 
+Failures worth another try (the network, ``408``, ``429``, ``5xx``, honouring ``Retry-After``) are
+retried with exponential backoff and jitter per each call's ``retry=`` policy (see
+:mod:`tank.retry`); every retry rebuilds its request on a fresh or idle pooled connection.
+:func:`download_blob` resumes a body that broke off with a ``Range`` request.
+
 The positional signatures are frozen; every option is keyword-only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -40,6 +46,7 @@ from tank.errors import (
     TransportError,
 )
 from tank.reference import _DOMAIN, _PATH, _TAG, DOCKER_HUB_API
+from tank.retry import DEFAULT_RETRY, RetryPolicy, call, parse_retry_after
 from tank.transport import Transport, default_transport, discard, release
 
 if TYPE_CHECKING:
@@ -150,6 +157,7 @@ def _raise_for_status(
     kwargs: dict[str, Any] = {
         "registry": registry, "repository": repository, "reference": reference,
         "status": status, "errors": errors,
+        "retry_after": parse_retry_after(response.headers.get("Retry-After")),
     }
     if status == 404:
         raise NotFound(f"{what} not found", **kwargs)
@@ -165,43 +173,70 @@ def _send(
     registry: str,
     repository: str,
     path: str,
-    token: str | None,
+    tokens: list[str | None],
     *,
     reference: str,
     headers: Mapping[str, str],
-) -> tuple[BaseHTTPResponse, str | None]:
-    """Send a request; on ``401`` answer the Bearer challenge anonymously and retry once."""
+    retry: RetryPolicy,
+) -> BaseHTTPResponse:
+    """Send a request; on ``401`` answer the Bearer challenge anonymously and retry once.
+
+    A second ``401`` is an :class:`AuthError`, except one whose challenge says
+    ``error="insufficient_scope"`` and names a scope other than the one just granted (GitLab and
+    Docker Hub do so for cross-repository access): that scope is asked for once more.
+
+    ``tokens[0]`` is the token to send; a new one replaces it as soon as it is obtained, so that
+    the caller's next try (or next call) reuses it even when this one fails afterwards. One try
+    of the request itself (the caller retries the whole exchange); the token endpoint is retried
+    here, per ``retry``.
+    """
     send = dict(headers)
-    if token:
-        send["Authorization"] = f"Bearer {token}"
+    if tokens[0]:
+        send["Authorization"] = f"Bearer {tokens[0]}"
     response = transport.request_registry(method, registry, path, headers=send)
     if response.status != 401:
-        return response, token
+        return response
 
-    challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-    body, _ = _read_capped(response, MAX_ERROR_BODY)
     place = _Place(registry=registry, repository=repository, reference=reference)
-    bearer = next((c for c in challenges if c.scheme == "bearer"), None)
-    if bearer is None:
-        offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges})) or "none"
-        raise AuthError(
-            f"the registry asks for authentication tank cannot answer anonymously "
-            f"(challenge schemes offered: {offered}; only Bearer token exchange is supported)",
-            status=401, errors=_error_details(body), **place,
-        )
-    new = fetch_token(
-        transport, bearer, scopes=[pull_scope(repository)], registry=registry,
-        repository=repository,
-    )
-    send["Authorization"] = f"Bearer {new.token}"
-    response = transport.request_registry(method, registry, path, headers=send)
-    if response.status == 401:
+    granted: str | None = None
+    for round_ in range(2):
+        challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
         body, _ = _read_capped(response, MAX_ERROR_BODY)
-        raise AuthError(
-            f"the registry refused the token from {bearer.realm} (a second 401)",
-            status=401, errors=_error_details(body), **place,
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if bearer is None:
+            offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges})) or "none"
+            raise AuthError(
+                f"the registry asks for authentication tank cannot answer anonymously "
+                f"(challenge schemes offered: {offered}; only Bearer token exchange is "
+                "supported)",
+                status=401, errors=_error_details(body), **place,
+            )
+        scope = bearer.params.get("scope")
+        if round_ == 1 and not (
+            bearer.params.get("error") == "insufficient_scope" and scope and scope != granted
+        ):
+            raise AuthError(
+                f"the registry refused the token from {bearer.realm} (a second 401)",
+                status=401, errors=_error_details(body), **place,
+            )
+        new = call(
+            functools.partial(
+                fetch_token, transport, bearer, scopes=[pull_scope(repository)],
+                registry=registry, repository=repository,
+            ),
+            policy=retry, what=f"token from {bearer.realm}",
         )
-    return response, new.token
+        granted = scope or pull_scope(repository)
+        tokens[0] = new.token
+        send["Authorization"] = f"Bearer {new.token}"
+        response = transport.request_registry(method, registry, path, headers=send)
+        if response.status != 401:
+            return response
+    body, _ = _read_capped(response, MAX_ERROR_BODY)
+    raise AuthError(
+        "the registry refused the token for the scope it asked for (a third 401)",
+        status=401, errors=_error_details(body), **place,
+    )
 
 
 # -- manifests ----------------------------------------------------------------------------------
@@ -294,6 +329,7 @@ def manifest(
     *,
     transport: Transport | None = None,
     max_size: int = MAX_MANIFEST_SIZE,
+    retry: RetryPolicy | None = None,
 ) -> tuple[ManifestInfo, str | None]:
     """Fetch the manifest ``registry/repo:reference`` (a tag or a digest).
 
@@ -301,6 +337,10 @@ def manifest(
     types. On ``401`` the Bearer challenge is answered with an anonymous token and the request
     retried once. Returns the verified manifest and the token that worked (``token`` itself when
     it did, ``None`` when the registry needed none).
+
+    Failures worth another try (the network, ``408``, ``429``, ``5xx``, the token endpoint's
+    too) are retried per ``retry`` (default :data:`~tank.retry.DEFAULT_RETRY`), the request
+    rebuilt from scratch each time; see :mod:`tank.retry`.
 
     :raises NotFound: the registry has no such manifest (``errors`` holds its error codes).
     :raises AuthError: a second ``401``, a non-Bearer challenge or a token endpoint failure.
@@ -314,10 +354,30 @@ def manifest(
     repo = _repository(repo)
     ref = _manifest_reference(reference)
     t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    tokens = [token]
+    info = call(
+        lambda: _manifest_once(t, registry, repo, ref, tokens, max_size=max_size, retry=policy),
+        policy=policy, what=f"GET {registry}/{repo} manifest {ref}",
+    )
+    return info, tokens[0]
+
+
+def _manifest_once(
+    t: Transport,
+    registry: str,
+    repo: str,
+    ref: str | Digest,
+    tokens: list[str | None],
+    *,
+    max_size: int,
+    retry: RetryPolicy,
+) -> ManifestInfo:
+    """One try of :func:`manifest`; ``tokens[0]`` is the token in, and the one that worked out."""
     place = _Place(registry=registry, repository=repo, reference=str(ref))
-    response, token = _send(
-        t, "GET", registry, repo, f"/v2/{repo}/manifests/{ref}", token,
-        reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+    response = _send(
+        t, "GET", registry, repo, f"/v2/{repo}/manifests/{ref}", tokens,
+        reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT}, retry=retry,
     )
     _raise_for_status(response, what="manifest", **place)
     declared = response.headers.get("Content-Length")
@@ -356,7 +416,7 @@ def manifest(
                     repository=repo,
                 )
     media_type, doc = parse_manifest(raw, response.headers.get("Content-Type"), **place)
-    return ManifestInfo(media_type=media_type, digest=header_digest, raw=raw, json=doc), token
+    return ManifestInfo(media_type=media_type, digest=header_digest, raw=raw, json=doc)
 
 
 @dataclass(frozen=True)
@@ -381,20 +441,41 @@ def manifest_head(
     token: str | None = None,
     *,
     transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
 ) -> tuple[ManifestHead, str | None]:
     """``HEAD`` a manifest with the same ``Accept`` as :func:`manifest`; return what it says.
 
     Cheap: no body is transferred, and Docker Hub does not count a ``HEAD`` against the pull rate
     limit. The digest is the registry's word only: verify it when the bytes are fetched.
+    Retried like :func:`manifest`, per ``retry``.
     """
     registry = _registry(registry)
     repo = _repository(repo)
     ref = _manifest_reference(reference)
     t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    tokens = [token]
+    head = call(
+        lambda: _manifest_head_once(t, registry, repo, ref, tokens, retry=policy),
+        policy=policy, what=f"HEAD {registry}/{repo} manifest {ref}",
+    )
+    return head, tokens[0]
+
+
+def _manifest_head_once(
+    t: Transport,
+    registry: str,
+    repo: str,
+    ref: str | Digest,
+    tokens: list[str | None],
+    *,
+    retry: RetryPolicy,
+) -> ManifestHead:
+    """One try of :func:`manifest_head`; ``tokens`` as for :func:`_manifest_once`."""
     place = _Place(registry=registry, repository=repo, reference=str(ref))
-    response, token = _send(
-        t, "HEAD", registry, repo, f"/v2/{repo}/manifests/{ref}", token,
-        reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+    response = _send(
+        t, "HEAD", registry, repo, f"/v2/{repo}/manifests/{ref}", tokens,
+        reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT}, retry=retry,
     )
     _raise_for_status(response, what="manifest", **place)
     release(response)
@@ -408,13 +489,10 @@ def manifest_head(
                 f"invalid Docker-Content-Digest header: {exc.reason}", **place
             ) from None
     length = response.headers.get("Content-Length")
-    return (
-        ManifestHead(
-            digest=digest,
-            media_type=mediatypes.strip_parameters(response.headers.get("Content-Type")),
-            size=int(length) if length and length.isdigit() else None,
-        ),
-        token,
+    return ManifestHead(
+        digest=digest,
+        media_type=mediatypes.strip_parameters(response.headers.get("Content-Type")),
+        size=int(length) if length and length.isdigit() else None,
     )
 
 
@@ -534,43 +612,31 @@ class BlobStream:
         return self._received
 
 
-@contextlib.contextmanager
-def open_blob(
+def _open_once(
+    t: Transport,
     registry: str,
     repo: str,
-    digest: str,
-    token: str | None = None,
+    want: Digest,
+    tokens: list[str | None],
     *,
-    offset: int = 0,
-    hasher: Hasher | None = None,
-    size: int | None = None,
-    transport: Transport | None = None,
-    chunk_size: int = CHUNK_SIZE,
-) -> Iterator[BlobStream]:
-    """Open a blob for streaming: ``with open_blob(…) as stream: for chunk in stream: …``.
+    offset: int,
+    hasher: Hasher | None,
+    size: int | None,
+    chunk_size: int,
+    retry: RetryPolicy,
+) -> BlobStream:
+    """One try at a blob's response, up to the first body byte; the caller closes the stream.
 
-    Memory stays flat whatever the blob's size. ``size`` (the descriptor's) makes a longer or
-    shorter body an error (at most ``size + 1`` bytes are read). ``offset`` asks for the rest of
-    the blob with ``Range: bytes=offset-``; then ``hasher`` must carry the hash of the first
-    ``offset`` bytes (so the end can still verify the whole blob), and only a ``206`` whose
-    ``Content-Range`` starts exactly at ``offset`` is accepted (a ``200`` restarts from 0).
-    Requests send ``Accept-Encoding: identity`` and bytes are hashed exactly as they arrive.
+    ``tokens[0]`` is the token in, and the one that worked out. ``retry`` governs the token
+    endpoint only.
     """
-    registry = _registry(registry)
-    repo = _repository(repo)
-    want = Digest.parse(digest)
-    if offset < 0:
-        raise ValueError("offset must be >= 0")
-    if offset and (hasher is None or hasher.size != offset or hasher.algorithm != want.algorithm):
-        raise ValueError("offset > 0 needs the hasher of the first `offset` bytes of the blob")
-    t = transport or default_transport()
     place = _Place(registry=registry, repository=repo, reference=str(want))
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    response, token = _send(
-        t, "GET", registry, repo, f"/v2/{repo}/blobs/{want}", token,
-        reference=str(want), headers=headers,
+    response = _send(
+        t, "GET", registry, repo, f"/v2/{repo}/blobs/{want}", tokens,
+        reference=str(want), headers=headers, retry=retry,
     )
     _raise_for_status(response, what="blob", **place)
     state = hasher if hasher is not None else want.hasher()
@@ -586,9 +652,56 @@ def open_blob(
         start = offset
     elif offset:
         state = want.hasher()  # the registry ignored Range: the whole blob comes again
-    stream = BlobStream(
-        response, want, state, offset=start, size=size, token=token, registry=registry,
+    return BlobStream(
+        response, want, state, offset=start, size=size, token=tokens[0], registry=registry,
         repository=repo, chunk_size=chunk_size,
+    )
+
+
+@contextlib.contextmanager
+def open_blob(
+    registry: str,
+    repo: str,
+    digest: str,
+    token: str | None = None,
+    *,
+    offset: int = 0,
+    hasher: Hasher | None = None,
+    size: int | None = None,
+    transport: Transport | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    retry: RetryPolicy | None = None,
+) -> Iterator[BlobStream]:
+    """Open a blob for streaming: ``with open_blob(…) as stream: for chunk in stream: …``.
+
+    Memory stays flat whatever the blob's size. ``size`` (the descriptor's) makes a longer or
+    shorter body an error (at most ``size + 1`` bytes are read). ``offset`` asks for the rest of
+    the blob with ``Range: bytes=offset-``; then ``hasher`` must carry the hash of the first
+    ``offset`` bytes (so the end can still verify the whole blob), and only a ``206`` whose
+    ``Content-Range`` starts exactly at ``offset`` is accepted (a ``200`` restarts from 0).
+    Requests send ``Accept-Encoding: identity`` and bytes are hashed exactly as they arrive.
+
+    Getting the response is retried per ``retry`` (default :data:`~tank.retry.DEFAULT_RETRY`)
+    until a ``2xx`` whose body is about to stream. The body itself is not: when iteration breaks
+    off (a :class:`~tank.errors.TransportError`), resume by opening again with ``offset`` set to
+    the bytes kept and ``hasher`` to :attr:`BlobStream.hasher` (:func:`download_blob` does).
+    """
+    registry = _registry(registry)
+    repo = _repository(repo)
+    want = Digest.parse(digest)
+    if offset < 0:
+        raise ValueError("offset must be >= 0")
+    if offset and (hasher is None or hasher.size != offset or hasher.algorithm != want.algorithm):
+        raise ValueError("offset > 0 needs the hasher of the first `offset` bytes of the blob")
+    t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    tokens = [token]
+    stream = call(
+        lambda: _open_once(
+            t, registry, repo, want, tokens, offset=offset, hasher=hasher, size=size,
+            chunk_size=chunk_size, retry=policy,
+        ),
+        policy=policy, what=f"GET {registry}/{repo} blob {want}",
     )
     try:
         yield stream
@@ -604,14 +717,32 @@ def blob(
     *,
     size: int | None = None,
     transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
 ) -> bytes:
     """A whole blob in memory, verified against ``digest`` (and ``size`` when given).
 
     For configs and other small blobs; stream layers with :func:`open_blob` or
-    :func:`download_blob`.
+    :func:`download_blob`. A failure worth another try (see :mod:`tank.retry`) fetches the whole
+    blob again, per ``retry`` (default :data:`~tank.retry.DEFAULT_RETRY`).
     """
-    with open_blob(registry, repo, digest, token, size=size, transport=transport) as stream:
-        return b"".join(stream)
+    registry = _registry(registry)
+    repo = _repository(repo)
+    want = Digest.parse(digest)
+    t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    tokens = [token]
+
+    def once() -> bytes:
+        stream = _open_once(
+            t, registry, repo, want, tokens, offset=0, hasher=None, size=size,
+            chunk_size=CHUNK_SIZE, retry=policy,
+        )
+        try:
+            return b"".join(stream)
+        finally:
+            stream.close()
+
+    return call(once, policy=policy, what=f"GET {registry}/{repo} blob {want}")
 
 
 def download_blob(
@@ -624,25 +755,64 @@ def download_blob(
     size: int | None = None,
     fsync: bool = True,
     transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
 ) -> int:
     """Stream a blob into ``dest``; return its size.
 
     ``dest`` appears only once the whole blob has verified: the bytes go to a temporary file
     beside it, which is flushed (and fsynced unless ``fsync=False``) and then renamed. On any
     error the temporary file is removed and ``dest`` is untouched.
+
+    Failures worth another try are retried per ``retry`` (default
+    :data:`~tank.retry.DEFAULT_RETRY`; see :mod:`tank.retry`). A body that broke off is resumed
+    where it stopped: the retry asks for ``Range: bytes=N-`` (N = the bytes already in the
+    temporary file), carrying their hash on; a registry that answers ``200`` instead of ``206``
+    sends the whole blob again, and the temporary file starts over.
     """
+    registry = _registry(registry)
+    repo = _repository(repo)
+    want = Digest.parse(digest)
+    t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
     target = Path(dest)
+    tokens = [token]
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            with open_blob(
-                registry, repo, digest, token, size=size, transport=transport
-            ) as stream:
-                write = out.write
-                for chunk in stream:
-                    write(chunk)
-                total = stream.bytes_received
+            # the hash of exactly the bytes in `out` (None: nothing kept, start from 0)
+            kept: Hasher | None = None
+
+            def once() -> int:
+                nonlocal kept
+                offset = out.tell()
+                if offset and (
+                    kept is None or kept.size != offset or (size is not None and offset >= size)
+                ):
+                    offset, kept = 0, None  # nothing trustworthy to resume from
+                if offset == 0:
+                    out.seek(0)
+                    out.truncate()
+                stream = _open_once(
+                    t, registry, repo, want, tokens, offset=offset, hasher=kept, size=size,
+                    chunk_size=CHUNK_SIZE, retry=policy,
+                )
+                try:
+                    if stream.offset != offset:  # Range ignored: the whole blob comes again
+                        out.seek(0)
+                        out.truncate()
+                    # from here on `out` holds exactly what the stream's hasher has seen, also
+                    # when the body breaks off (it is hashed before it is handed over)
+                    kept = stream.hasher
+                    write = out.write
+                    for chunk in stream:
+                        write(chunk)
+                    return stream.bytes_received
+                finally:
+                    stream.close()
+
+            total = call(once, policy=policy, what=f"GET {registry}/{repo} blob {want}")
             if fsync:
+                out.flush()
                 os.fsync(out.fileno())
         os.replace(tmp_name, target)
     except BaseException:

@@ -16,7 +16,10 @@ in one place:
   never over plain HTTP to a non-loopback host, and once dropped on a hop they are never restored
   on a later one.
 - **Errors.** Every network failure becomes a :class:`~tank.errors.TransportError` (certificate
-  and handshake failures a :class:`~tank.errors.TLSError`) naming the URL.
+  and handshake failures a :class:`~tank.errors.TLSError`) naming the URL; read timeouts and
+  bodies cut short included, also mid-body. A redirect refused by the policy above is one too,
+  marked ``permanent`` so that :mod:`tank.retry` does not try it again. This module never
+  retries: every request is one try, and a failed connection is closed, never reused.
 """
 
 from __future__ import annotations
@@ -222,18 +225,21 @@ class Transport:
             release(response)
             if not location:
                 raise TransportError(
-                    f"{url}: HTTP {response.status} redirect without a Location header", url=url
+                    f"{url}: HTTP {response.status} redirect without a Location header", url=url,
+                    permanent=True,
                 )
             target = urljoin(url, location)
             if urlsplit(target).scheme.lower() not in ("http", "https"):
                 raise TransportError(
                     f"{url}: refusing to follow a redirect to {location!r} (not http or https)",
-                    url=url,
+                    url=url, permanent=True,
                 )
             if response.status == 303 and method != "HEAD":
                 method = "GET"
             url = target
-        raise TransportError(f"{url}: more than {MAX_REDIRECTS} redirects", url=url)
+        raise TransportError(
+            f"{url}: more than {MAX_REDIRECTS} redirects", url=url, permanent=True
+        )
 
     def _urlopen(
         self, method: str, url: str, headers: Mapping[str, str], *, preload: bool
