@@ -49,13 +49,14 @@ def _flip_byte(path: Path, offset: int = 10) -> None:
 
 
 def _ingest(store: Store, digest: str, data: bytes, *, pieces: int = 4) -> Path | None:
-    """Stream ``data`` into the store in ``pieces`` chunks; the blob path, or None if cached."""
+    """Stream ``data`` into the store in ``pieces`` chunks (continuing a leftover ingest file, as
+    a puller does); the blob path, or None if cached."""
     with store.writer(digest, len(data)) as w:
         if w is None:
             return None
-        hasher = Digest.parse(digest).hasher()
+        hasher = w.prefix_hasher or Digest.parse(digest).hasher()
         step = max(1, len(data) // pieces)
-        for i in range(0, len(data), step):
+        for i in range(w.resumed, len(data), step):
             chunk = data[i : i + step]
             hasher.update(chunk)
             w.write(chunk)
@@ -214,17 +215,58 @@ def _fail_midway(store: Store, seen: list[BlobWriter]) -> None:
         raise OSError("the network went away")
 
 
-def test_an_exception_in_the_block_removes_the_ingest_file(tmp_path: Path) -> None:
+def test_an_interruption_keeps_the_ingest_file_and_the_next_writer_resumes(
+    tmp_path: Path,
+) -> None:
     store = Store(tmp_path)
     seen: list[BlobWriter] = []
     with pytest.raises(OSError, match="went away"):
         _fail_midway(store, seen)
-    assert not seen[0].path.exists()
+    assert seen[0].path.read_bytes() == DATA[:1000]  # kept for a resume
     assert _files(tmp_path / "blobs") == []
     with pytest.raises(RuntimeError, match="closed"):
         seen[0].write(b"late")
-    # the lock was released: the blob can be ingested now
-    assert _ingest(store, DIGEST, DATA) == store.blob_path(DIGEST)
+    # the lock was released; the next writer continues from byte 1000
+    with store.writer(DIGEST, len(DATA)) as w:
+        assert w is not None
+        assert (w.resumed, w.written) == (1000, 1000)
+        assert w.prefix_hasher is not None
+        hasher = w.prefix_hasher
+        hasher.update(DATA[1000:])
+        w.write(DATA[1000:])
+        w.commit(hasher)
+    assert store.read_blob(DIGEST) == DATA
+    assert not seen[0].path.exists()
+
+
+def test_a_content_error_removes_the_ingest_file(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    def ingest_wrong_bytes() -> None:
+        with store.writer(DIGEST, len(DATA)) as w:
+            assert w is not None
+            w.write(DATA[:-1] + b"!")
+            w.commit()  # raises out of the block
+
+    with pytest.raises(DigestMismatch):
+        ingest_wrong_bytes()
+    assert _files(tmp_path / "ingest") == []
+    assert _files(tmp_path / "blobs") == []
+
+
+def test_restart_discards_what_was_written(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    seen: list[BlobWriter] = []
+    with pytest.raises(OSError, match="went away"):
+        _fail_midway(store, seen)
+    with store.writer(DIGEST, len(DATA)) as w:
+        assert w is not None
+        assert w.resumed == 1000
+        w.restart()  # the server ignored Range: the whole blob comes again
+        assert (w.written, w.prefix_hasher) == (0, None)
+        w.write(DATA)
+        w.commit()
+    assert store.read_blob(DIGEST) == DATA
 
 
 def test_leaving_the_block_without_commit_removes_the_ingest_file(tmp_path: Path) -> None:
@@ -538,9 +580,12 @@ def test_clean_ingest_removes_stale_files_but_not_a_download_in_progress(tmp_pat
     assert unrelated.exists()
     assert store.clean_ingest() == 0
 
-    # a leftover ingest file does not stop the next writer
+    # a leftover that is not a prefix of the blob fails verification once, and is then gone
     stale.write_bytes(b"junk")
     stale.chmod(0o444)
+    with pytest.raises(DigestMismatch):
+        _ingest(store, SMALL_DIGEST, SMALL)
+    assert not stale.exists()
     assert _ingest(store, SMALL_DIGEST, SMALL) is not None
     assert store.read_blob(SMALL_DIGEST) == SMALL
 

@@ -52,6 +52,7 @@ from tank.digest import ALGORITHMS, Digest, Hasher
 from tank.errors import (
     CacheMiss,
     DigestMismatch,
+    IntegrityError,
     InvalidDigest,
     InvalidReference,
     SizeMismatch,
@@ -72,6 +73,7 @@ _HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io"})
 _NOFOLLOW_CLOEXEC: Final[int] = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OPEN_READ: Final = os.O_RDONLY | _NOFOLLOW_CLOEXEC
 _OPEN_NEW: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW_CLOEXEC
+_OPEN_RESUME: Final = os.O_RDWR | _NOFOLLOW_CLOEXEC
 
 
 def default_cache_dir() -> Path:
@@ -176,20 +178,53 @@ class BlobWriter:
     :ivar path: the ingest file.
     :ivar digest: the digest the bytes must hash to.
     :ivar size: the size they must have, when known.
-    :ivar written: bytes written so far.
+    :ivar written: bytes written so far (counting the ones resumed from a previous run).
+    :ivar resumed: how many bytes an interrupted earlier download had left in the ingest file,
+        which this writer continues; :attr:`prefix_hasher` holds their hash.
     """
 
-    def __init__(self, path: Path, digest: Digest, size: int | None, target: Path) -> None:
-        """Create the ingest file ``path`` (removing a leftover); ``target`` is the blob path."""
+    def __init__(
+        self, path: Path, digest: Digest, size: int | None, target: Path, *, resume: bool = True
+    ) -> None:
+        """Open the ingest file ``path``; ``target`` is the blob path.
+
+        With ``resume`` a leftover of an interrupted download is continued: its bytes are
+        re-hashed (as containerd does) so the final verification still covers the whole blob. A
+        leftover longer than ``size`` is discarded.
+        """
         self.path = path
         self.digest = digest
         self.size = size
         self.written = 0
+        self.resumed = 0
+        self.prefix_hasher: Hasher | None = None
         self.committed = False
         self._target = target
         self._broken: str | None = None
-        _unlink(path)  # a crashed writer's leftover (possibly already read-only)
-        self._fd: int | None = os.open(path, _OPEN_NEW, 0o644)
+        self._fd: int | None = None
+        st = _regular_stat(path)
+        if resume and st is not None and st.st_size > 0 and (size is None or st.st_size <= size):
+            os.chmod(path, 0o644)  # a crash between fchmod and rename leaves it read-only
+            fd = os.open(path, _OPEN_RESUME)
+            try:
+                self.prefix_hasher = _hash_fd(fd, digest.algorithm)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd  # positioned at the end: writes append
+            self.written = self.resumed = self.prefix_hasher.size
+        else:
+            _unlink(path)  # a crashed writer's leftover (possibly already read-only)
+            self._fd = os.open(path, _OPEN_NEW, 0o644)
+
+    def restart(self) -> None:
+        """Throw away what was written (the server ignored ``Range`` and sends it all again)."""
+        fd = self._open_fd()
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        self.written = 0
+        self.prefix_hasher = None
+        self._broken = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``; :class:`~tank.errors.SizeMismatch` if that goes past :attr:`size`.
@@ -246,10 +281,10 @@ class BlobWriter:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    def _discard(self) -> None:
-        """Close and remove the ingest file unless committed."""
+    def _discard(self, *, keep: bool = False) -> None:
+        """Close, and remove the ingest file unless committed (or kept for a later resume)."""
         self._close()
-        if not self.committed:
+        if not self.committed and not (keep and self.written > 0 and self._broken is None):
             _unlink(self.path)
 
 
@@ -367,6 +402,12 @@ class Store:
         declared size is wrong (:class:`~tank.errors.SizeMismatch`); if it is damaged it is
         replaced. With ``replace=True`` (a forced refresh) a writer is yielded even when the blob
         is committed, and its commit atomically replaces the old file.
+
+        Resuming: an ingest file left by an interrupted download (connection lost, Ctrl-C, the
+        process killed) is continued by the next writer (see :attr:`BlobWriter.resumed`). When the
+        block ends with an interruption (anything but a content error such as
+        :class:`~tank.errors.DigestMismatch`), the bytes written so far are kept for that; after
+        a content error they are removed.
         """
         d = Digest.parse(digest)
         if size is not None and (not isinstance(size, int) or size < 0):
@@ -384,11 +425,16 @@ class Store:
                 _unlink(target)  # damaged: ingest it again
             target.parent.mkdir(parents=True, exist_ok=True)
             ingest.parent.mkdir(parents=True, exist_ok=True)
-            writer = BlobWriter(ingest, d, size, target)
+            writer = BlobWriter(ingest, d, size, target, resume=not replace)
             try:
                 yield writer
-            finally:
+            except IntegrityError:
                 writer._discard()
+                raise
+            except BaseException:
+                writer._discard(keep=True)
+                raise
+            writer._discard()
 
     def put_bytes(self, digest: str, data: bytes) -> Path:
         """Commit a small blob held in memory (a manifest, a config); no-op if already cached.
