@@ -108,3 +108,33 @@ def test_cli_writes_a_layout_named_by_the_reference_tag(
     assert names == {"latest", "docker"}
     index_d = json.loads((tmp_path / "d" / "index.json").read_text())
     assert index_d["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+
+
+@pytest.mark.parametrize("tag", ["latest", "docker"])
+def test_docker_archive_output_is_read_by_skopeo(
+    tag: str, registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    import hashlib
+    import tarfile
+
+    archive = tmp_path / "image.tar"
+    out = subprocess.run(
+        [sys.executable, "-m", "tank", "pull", f"{registry.host}/{seeded.repo}:{tag}",
+         "-o", f"docker-archive:{archive}", "--cache", str(tmp_path / "c"), "-q", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    repo_tag = f"{registry.host}/{seeded.repo}:{tag}"
+    assert doc["output"] == f"docker-archive:{archive}:{repo_tag}"
+    inspected = json.loads(run("skopeo", "inspect", f"docker-archive:{archive}:{repo_tag}").stdout)
+    expected: Image = getattr(seeded, tag)
+    config = json.loads(expected.config.data)
+    assert inspected["Layers"] == config["rootfs"]["diff_ids"]
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert manifest[0]["RepoTags"] == [repo_tag]
+        for path, diff_id in zip(manifest[0]["Layers"], config["rootfs"]["diff_ids"],
+                                 strict=True):
+            data = tar.extractfile(path).read()  # type: ignore[union-attr]
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id

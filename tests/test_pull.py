@@ -247,7 +247,7 @@ def test_cli_pull_json_and_summary(
         (["pull", "{host}/library/sample:multi", "--platform", "linux/s390x"], 3),
         (["pull", "Bad Reference"], 2),
         (["pull", "{host}/library/sample:latest", "--platform", "linux"], 2),
-        (["pull", "127.0.0.1:1/x:y"], 6),
+        (["pull", "127.0.0.1:1/x:y", "--retries", "0"], 6),
         (["pull", "{host}/library/sample:latest", "--offline"], 3),
         (["pull"], 2),
     ],

@@ -11,7 +11,9 @@ Exit codes: 0 ok, 1 other error, 2 usage (bad arguments, references or platforms
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import sys
 import threading
@@ -79,9 +81,14 @@ def exit_code(exc: BaseException) -> int:
 
 def _fail(exc: BaseException) -> NoReturn:
     if isinstance(exc, KeyboardInterrupt):
-        click.echo("tank: interrupted", err=True)
-    else:
-        click.echo(f"tank: error: {exc}", err=True)
+        click.echo("tank: interrupted; what was downloaded is kept and the next pull resumes",
+                   err=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Worker threads may sit in a socket read until its timeout; ingest files are on disk
+        # and locks die with the process, so leave now rather than wait for them.
+        os._exit(EXIT_INTERRUPTED)
+    click.echo(f"tank: error: {exc}", err=True)
     sys.exit(exit_code(exc))
 
 
@@ -137,6 +144,8 @@ class _Progress:
             self._bars[event.digest] = bar
         if event.kind == "bytes":
             bar.update(event.amount)
+        elif event.kind == "restarted":
+            bar.reset(total=event.size)
         elif event.kind == "cached":
             bar.set_postfix_str("cached")
             bar.update((event.size or 0) - bar.n)
@@ -164,11 +173,15 @@ def main() -> None:
               "-o oci:./app-layout --platform linux/arm64\n  tank pull alpine --json | jq "
               ".digest\n\n" + EXIT_CODES_HELP)
 @click.argument("reference")
-@click.option("-o", "--output", metavar="oci:DIR[:TAG]",
-              help="Also write the image as an OCI image layout in DIR, named TAG "
-                   "(default: the reference's tag, or latest).")
+@click.option("-o", "--output", metavar="oci:DIR[:TAG] | docker-archive:FILE[:REF]",
+              help="Also write the image as an OCI image layout in DIR, named TAG (default: "
+                   "the reference's tag, or latest), or as a tar that docker load reads, "
+                   "tagged REF (default: the reference).")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]",
               help="The platform to take from a multi-platform image (default: this host's).")
+@click.option("--all-platforms", is_flag=True,
+              help="Take every platform of a multi-platform image (and its attestations); with "
+                   "-o oci: the layout holds the whole index.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Blobs downloaded at once, each over its own connection.")
 @click.option("--cache", "cache_dir", metavar="DIR", envvar="TANK_CACHE",
@@ -176,21 +189,30 @@ def main() -> None:
 @click.option("--offline", is_flag=True, help="Never touch the network; use the cache only.")
 @click.option("--refresh", is_flag=True, help="Re-fetch the manifest and blobs even if cached.")
 @click.option("--copy", is_flag=True, help="Copy blobs into the layout instead of linking.")
+@click.option("--retries", type=click.IntRange(0, 100), default=4, show_default=True,
+              help="Retries of a failed request (resets, timeouts, 429, 5xx), with backoff.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document on stdout.")
 def pull(
-    reference: str, output: str | None, platform: str | None, jobs: int,
-    cache_dir: str | None, offline: bool, refresh: bool, copy: bool, quiet: bool,
+    reference: str, output: str | None, platform: str | None, all_platforms: bool, jobs: int,
+    cache_dir: str | None, offline: bool, refresh: bool, copy: bool, retries: int, quiet: bool,
     as_json: bool,
 ) -> None:
-    """Pull REFERENCE into the cache, verifying every byte, and optionally into a layout."""
+    """Pull REFERENCE into the cache, verifying every byte, and optionally into a layout.
+
+    An interrupted pull (Ctrl-C, a lost connection, a killed process) keeps what it downloaded;
+    the next pull of the same image resumes each blob where it stopped.
+    """
     from tank.pull import pull as do_pull
+    from tank.retry import DEFAULT_RETRY
 
     progress = _Progress(quiet=quiet)
+    policy = dataclasses.replace(DEFAULT_RETRY, attempts=retries + 1)
     try:
         image = do_pull(
-            reference, platform=platform, output=output, cache=cache_dir, jobs=jobs,
-            offline=offline, refresh=refresh, progress=progress, copy=copy,
+            reference, platform=platform, all_platforms=all_platforms, output=output,
+            cache=cache_dir, jobs=jobs, offline=offline, refresh=refresh, progress=progress,
+            copy=copy, retry=policy,
         )
     except (TankError, KeyboardInterrupt) as exc:
         progress.close()
@@ -199,7 +221,10 @@ def pull(
     if as_json:
         click.echo(json.dumps(image.to_json(), indent=2))
         return
-    where = f" -> oci:{image.output}:{image.output_tag}" if image.output is not None else ""
+    where = (
+        f" -> {image.output_kind}:{image.output}:{image.output_tag}"
+        if image.output is not None else ""
+    )
     plat = f" {image.platform}" if image.platform else ""
     click.echo(
         f"{image.reference} {image.digest}{plat}: {len(image.layers)} layers, "

@@ -27,18 +27,22 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from tank import mediatypes
-from tank.digest import Digest
+from tank.digest import Digest, Hasher
 from tank.errors import (
     CacheMiss,
+    DigestMismatch,
     InvalidDigest,
     InvalidManifest,
+    InvalidReference,
+    TankError,
     UnsupportedManifest,
 )
 from tank.platform import Platform, host_platform, select
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
-from tank.registry import manifest, manifest_head, open_blob, parse_manifest
-from tank.store import Store
+from tank.registry import BlobStream, manifest, manifest_head, open_blob, parse_manifest
+from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
+from tank.store import BlobWriter, Store
 from tank.transport import Transport
 
 _SCHEMA1_TYPES = frozenset(
@@ -54,7 +58,7 @@ class _Place(TypedDict):
     reference: str
 
 
-EventKind = Literal["manifest", "started", "bytes", "finished", "cached"]
+EventKind = Literal["manifest", "started", "bytes", "restarted", "finished", "cached"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,10 @@ class ProgressEvent:
     """Something happened to one blob (or manifest).
 
     ``kind``: ``manifest`` (a manifest was resolved: ``digest``, ``what`` = ``index``/``image``),
-    ``started`` (a download began), ``bytes`` (``amount`` more bytes arrived), ``finished`` (the
-    blob verified and is in the cache), ``cached`` (it was there already; nothing fetched).
+    ``started`` (a download began), ``bytes`` (``amount`` more bytes arrived, or were found in a
+    resumed ingest file), ``restarted`` (the ``amount`` bytes so far were discarded: the registry
+    ignored ``Range``), ``finished`` (the blob verified and is in the cache), ``cached`` (it was
+    there already; nothing fetched).
     """
 
     kind: EventKind
@@ -105,7 +111,9 @@ class PulledImage:
     :ivar index_digest: the index's digest when the reference named one, else ``None``.
     :ivar platform: the platform chosen from the index (or the config's own).
     :ivar config: the parsed image config.
-    :ivar output: the OCI layout directory written, if any, and ``output_tag`` its image name.
+    :ivar platforms: with ``all_platforms``, every platform the index offers (all were pulled).
+    :ivar output: the OCI layout directory or docker-archive file written, if any
+        (``output_kind`` says which), and ``output_tag`` the name the image has there.
     :ivar output_digest: the manifest digest in the layout: :attr:`digest`, except for a Docker v2
         manifest, which a layout holds rewritten with OCI media types (as skopeo does).
     """
@@ -125,6 +133,8 @@ class PulledImage:
     bytes_downloaded: int
     bytes_cached: int
     seconds: float
+    output_kind: str | None = None
+    platforms: tuple[Platform, ...] = ()
 
     def blob_path(self, digest: str) -> Path:
         """Where a blob of this image is in the cache."""
@@ -147,8 +157,10 @@ class PulledImage:
             "layers": [layer.to_json() for layer in self.layers],
             "cache": str(self.cache),
             "output": (
-                f"oci:{self.output}:{self.output_tag}" if self.output is not None else None
+                f"{self.output_kind}:{self.output}:{self.output_tag}"
+                if self.output is not None else None
             ),
+            "platforms": [str(p) for p in self.platforms],
             "outputDigest": str(self.output_digest) if self.output_digest else None,
             "seconds": round(self.seconds, 3),
             "bytesDownloaded": self.bytes_downloaded,
@@ -205,8 +217,11 @@ class _Puller:
         refresh: bool,
         jobs: int,
         progress: ProgressCallback | None,
+        retry: RetryPolicy,
     ) -> None:
         self.ref = ref
+        self.retry = retry
+        self.cancelled = threading.Event()
         self.store = store
         self.transport = transport
         self.offline = offline
@@ -236,7 +251,7 @@ class _Puller:
     def _fetch_manifest(self, reference: str) -> tuple[Digest, str | None, dict[str, Any], int]:
         info, token = manifest(
             self.ref.registry, self.ref.repository, reference, self.token,
-            transport=self.transport,
+            transport=self.transport, retry=self.retry,
         )
         self.token = token
         digest = info.content_digest()
@@ -267,7 +282,8 @@ class _Puller:
             return record.digest, media_type, doc, len(raw)
         if record is not None and known and not self.refresh:
             head, self.token = manifest_head(
-                ref.registry, ref.repository, tag, self.token, transport=self.transport
+                ref.registry, ref.repository, tag, self.token, transport=self.transport,
+                retry=self.retry,
             )
             if head.digest == record.digest:
                 media_type, doc, raw = self._cached_manifest(record.digest)
@@ -307,20 +323,76 @@ class _Puller:
                 self.emit(ProgressEvent("cached", desc.digest, desc.size, what=what))
                 return
             self.emit(ProgressEvent("started", desc.digest, desc.size, what=what))
-            with open_blob(
-                self.ref.registry, self.ref.repository, desc.digest, self.token,
-                size=desc.size, transport=self.transport,
-            ) as stream:
-                write, emit = writer.write, self.emit
-                for chunk in stream:
-                    write(chunk)
-                    emit(ProgressEvent("bytes", desc.digest, desc.size, len(chunk), what))
-                if stream.token and stream.token != self.token:
-                    with self._token_lock:
-                        self.token = stream.token
-            writer.commit(stream.hasher)
+            if writer.resumed:
+                self.emit(ProgressEvent("bytes", desc.digest, desc.size, writer.resumed, what))
+            hasher = self._download(desc, writer, what)
+            try:
+                writer.commit(hasher)
+            except DigestMismatch:
+                if not writer.resumed:
+                    raise
+                # the bytes an earlier run left were not a prefix of this blob: start over once
+                self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written, what))
+                writer.restart()
+                writer.resumed = 0
+                writer.commit(self._download(desc, writer, what))
         self._count(downloaded=desc.size)
         self.emit(ProgressEvent("finished", desc.digest, desc.size, what=what))
+
+    def _download(self, desc: Descriptor, writer: BlobWriter, what: str) -> Hasher:
+        """Stream ``desc`` into ``writer`` from where it stands; return the hash of all of it.
+
+        A retryable failure mid-body (a reset, a timeout, a truncated body, a 5xx or 429 when
+        reconnecting) resumes with ``Range`` from the last byte written, after the policy's
+        backoff; a registry that answers ``200`` instead of ``206`` sends the blob again from 0.
+        """
+        policy = self.retry
+        started = time.monotonic()
+        hasher = writer.prefix_hasher.copy() if writer.written and writer.prefix_hasher else None
+        if hasher is not None and writer.written == desc.size:
+            # an earlier run received every byte but stopped before committing
+            if hasher.digest() == desc.digest:
+                return hasher
+            hasher = None
+        attempt = 1
+        while True:
+            if self.cancelled.is_set():
+                raise KeyboardInterrupt
+            offset = writer.written if hasher is not None else 0
+            if offset == 0 and writer.written:
+                writer.restart()
+            stream: BlobStream | None = None
+            try:
+                with open_blob(
+                    self.ref.registry, self.ref.repository, desc.digest, self.token,
+                    offset=offset, hasher=hasher, size=desc.size, transport=self.transport,
+                    retry=policy,
+                ) as stream:
+                    if stream.offset != offset:  # the registry ignored Range
+                        self.emit(ProgressEvent("restarted", desc.digest, desc.size, offset, what))
+                        writer.restart()
+                    write, emit, cancelled = writer.write, self.emit, self.cancelled
+                    for chunk in stream:
+                        if cancelled.is_set():
+                            raise KeyboardInterrupt
+                        write(chunk)
+                        emit(ProgressEvent("bytes", desc.digest, desc.size, len(chunk), what))
+                    if stream.token and stream.token != self.token:
+                        with self._token_lock:
+                            self.token = stream.token
+                    return stream.hasher
+            except TankError as exc:
+                if not is_retryable(exc) or attempt >= policy.attempts:
+                    if attempt > 1:
+                        exc.retried = (attempt, time.monotonic() - started)
+                    raise
+                delay = policy.delay(attempt, exc)
+                attempt += 1
+                # continue from what arrived: the stream's hash covers exactly what was written
+                if stream is not None and stream.hasher.size == writer.written:
+                    hasher = stream.hasher.copy()
+                if self.cancelled.wait(delay):
+                    raise KeyboardInterrupt from None
 
     def _count(self, *, downloaded: int = 0, cached: int = 0) -> None:
         with self._count_lock:
@@ -336,20 +408,75 @@ class _Puller:
             first, rest = blobs[0], blobs[1:]
             self.fetch_blob(*first)
             blobs = rest
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="tank-pull") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="tank-pull")
+        try:
             futures: list[Future[None]] = [pool.submit(self.fetch_blob, d, w) for d, w in blobs]
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f in futures:
-                if f.done() and not f.cancelled() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
+        except BaseException:  # Ctrl-C: stop the workers at their next chunk; keep ingest files
+            self.cancelled.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pending:  # one failed: stop the others rather than finish them
+            self.cancelled.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        errors = [
+            f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()
+        ]
+        real = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
+        if real or errors:
+            raise (real or errors)[0]  # type: ignore[misc]
+
+
+def _image_parts(doc: dict[str, Any], place: _Place) -> tuple[Descriptor, tuple[Descriptor, ...]]:
+    """An image manifest's config and layer descriptors, validated."""
+    config = _descriptor(doc.get("config"), where="the config descriptor", place=place)
+    raw_layers = doc.get("layers")
+    if not isinstance(raw_layers, list):
+        raise InvalidManifest("the image manifest has no layers list", **place)
+    layers = tuple(
+        _descriptor(layer, where=f"layer {i}", place=place)
+        for i, layer in enumerate(raw_layers, 1)
+    )
+    return config, layers
+
+
+def _for_layout(
+    store: Store, digest: Digest, media_type: str, doc: dict[str, Any], size: int
+) -> tuple[Digest, str, int]:
+    """The manifest as an OCI layout holds it: a Docker v2 manifest is rewritten (as skopeo
+    does), since layout tools refuse Docker media types; anything else is kept as it is."""
+    if media_type != mediatypes.DOCKER_MANIFEST:
+        return digest, media_type, size
+    from tank.convert import docker_to_oci
+    from tank.digest import compute
+
+    converted = docker_to_oci(doc)
+    new = compute(converted)
+    store.put_bytes(new, converted)
+    return new, mediatypes.OCI_MANIFEST, len(converted)
+
+
+def _platform_json(p: Platform) -> dict[str, str]:
+    out = {"os": p.os, "architecture": p.architecture}
+    if p.variant:
+        out["variant"] = p.variant
+    return out
+
+
+@dataclass
+class _Child:
+    descriptor: Descriptor
+    media_type: str
+    doc: dict[str, Any]
+    size: int
+    platform_json: Any
 
 
 def pull(
     ref: str | Reference,
     *,
     platform: str | Platform | None = None,
+    all_platforms: bool = False,
     output: str | None = None,
     cache: str | os.PathLike[str] | Store | None = None,
     jobs: int = 4,
@@ -357,14 +484,19 @@ def pull(
     refresh: bool = False,
     progress: ProgressCallback | None = None,
     copy: bool = False,
+    retry: RetryPolicy | None = None,
     transport: Transport | None = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
     :param ref: an image reference (``alpine``, ``ghcr.io/o/r:tag``, ``name@sha256:…``).
     :param platform: ``os/arch[/variant]`` to choose from an index; the host's by default.
+    :param all_platforms: with an index, fetch every entry (attestations too) and write the
+        whole index to an ``oci:`` output, a faithful copy; the returned image is still the
+        ``platform`` one.
     :param output: ``oci:DIR[:TAG]`` writes an OCI image layout (TAG defaults to the
-        reference's tag, or ``latest`` for a digest reference).
+        reference's tag, or ``latest`` for a digest reference); ``docker-archive:FILE[:REF]``
+        writes a tar that ``docker load`` reads (REF defaults to the reference).
     :param cache: the cache directory (or a :class:`~tank.store.Store`); default
         ``$TANK_CACHE``, else ``$XDG_CACHE_HOME/tank``, else ``~/.cache/tank``.
     :param jobs: blobs downloaded at once (each over its own pooled connection).
@@ -373,17 +505,26 @@ def pull(
     :param refresh: re-fetch the manifest and the blobs even when cached.
     :param progress: called with :class:`ProgressEvent` objects, from worker threads.
     :param copy: write the layout's blobs as copies, never hard links to the cache.
+    :param retry: how transient failures are retried (default
+        :data:`~tank.retry.DEFAULT_RETRY`); an interrupted blob resumes where it stopped.
     :param transport: connection pool and TLS settings (a fresh pool sized for ``jobs``).
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
-    target = None
+    layout_target = archive_target = None
     if output is not None:
-        from tank.layout import LayoutTarget
+        if output.startswith("docker-archive:"):
+            from tank.archive import ArchiveTarget
 
-        target = LayoutTarget.parse(output)
+            archive_target = ArchiveTarget.parse(output)
+            if all_platforms:
+                raise InvalidReference(output, "a docker-archive holds one platform's image")
+        else:
+            from tank.layout import LayoutTarget
+
+            layout_target = LayoutTarget.parse(output)
     want = (
         Platform.parse(platform) if isinstance(platform, str)
         else platform if platform is not None else None
@@ -392,7 +533,7 @@ def pull(
     t = transport or Transport(pool_size=max(8, jobs))
     puller = _Puller(
         reference, store, transport=t, offline=offline, refresh=refresh, jobs=jobs,
-        progress=progress,
+        progress=progress, retry=retry or DEFAULT_RETRY,
     )
     place = puller.place
 
@@ -402,30 +543,42 @@ def pull(
     index_digest: Digest | None = None
     chosen: Platform | None = None
     image_digest, image_type, image_doc, image_size = top_digest, media_type, doc, top_size
+    children: list[_Child] = []
     if kind == "index":
         index_digest = top_digest
         chosen = want or host_platform()
         entry = select(doc, chosen, **place)
-        child = _descriptor(entry, where="the index entry", place=place)
-        image_type, image_doc, image_size = puller.child(child)
-        image_digest = child.digest
-        if _kind(image_type, image_doc) != "image":
-            raise UnsupportedManifest(
-                f"the index entry for {chosen} is itself an index (nested indexes are not "
-                "supported)", **place,
-            )
-        puller.emit(ProgressEvent("manifest", image_digest, image_size, what="image"))
+        entries = [entry]
+        if all_platforms:
+            entries = [e for e in doc.get("manifests") or [] if isinstance(e, dict)]
+        for e in entries:
+            child = _descriptor(e, where="an index entry", place=place)
+            ctype, cdoc, csize = puller.child(child)
+            if _kind(ctype, cdoc) != "image":
+                raise UnsupportedManifest(
+                    f"the index entry {child.digest} is itself an index (nested indexes are "
+                    "not supported)", **place,
+                )
+            ctype = ctype or child.media_type
+            children.append(_Child(child, ctype, cdoc, csize, e.get("platform")))
+            puller.emit(ProgressEvent("manifest", child.digest, csize, what="image"))
+            if e is entry:
+                image_digest, image_type, image_doc, image_size = (
+                    child.digest, ctype, cdoc, csize,
+                )
     image_type = image_type or mediatypes.OCI_MANIFEST
 
-    config_desc = _descriptor(image_doc.get("config"), where="the config descriptor", place=place)
-    raw_layers = image_doc.get("layers")
-    if not isinstance(raw_layers, list):
-        raise InvalidManifest("the image manifest has no layers list", **place)
-    layers = tuple(
-        _descriptor(layer, where=f"layer {i}", place=place)
-        for i, layer in enumerate(raw_layers, 1)
-    )
-    blobs = [(config_desc, "config"), *((layer, "layer") for layer in layers)]
+    config_desc, layers = _image_parts(image_doc, place)
+    blobs: list[tuple[Descriptor, str]] = [
+        (config_desc, "config"), *((layer, "layer") for layer in layers),
+    ]
+    seen = {d.digest for d, _ in blobs}
+    for c in children:
+        cconfig, clayers = _image_parts(c.doc, place)
+        for d, what in ((cconfig, "config"), *((layer, "layer") for layer in clayers)):
+            if d.digest not in seen:
+                seen.add(d.digest)
+                blobs.append((d, what))
     puller.fetch_all(blobs)
     config_raw = store.read_blob(config_desc.digest)
     try:
@@ -446,30 +599,24 @@ def pull(
     out_path: Path | None = None
     out_tag: str | None = None
     out_digest: Digest | None = None
-    if target is not None:
+    if layout_target is not None:
         from tank.layout import write_image
 
-        out_tag = target.tag or reference.tag or DEFAULT_TAG
-        out_path = target.path
-        out_digest, out_type, out_size = image_digest, image_type, image_size
-        if image_type == mediatypes.DOCKER_MANIFEST:
-            # OCI layouts take OCI media types only: rewrite the manifest, as skopeo does
-            from tank.convert import docker_to_oci
-            from tank.digest import compute
-
-            converted = docker_to_oci(image_doc)
-            out_digest, out_type, out_size = compute(converted), mediatypes.OCI_MANIFEST, len(
-                converted
+        out_tag = layout_target.tag or reference.tag or DEFAULT_TAG
+        out_path = layout_target.path
+        paths = {str(d.digest): store.blob_path(d.digest) for d, _ in blobs}
+        plat: dict[str, str] | None = None
+        if all_platforms and index_digest is not None:
+            out_digest, out_type, out_size = _index_for_layout(
+                store, index_digest, media_type, doc, top_size, children, paths
             )
-            store.put_bytes(out_digest, converted)
-        paths = {str(out_digest): store.blob_path(out_digest)}
-        for desc, _ in blobs:
-            paths[str(desc.digest)] = store.blob_path(desc.digest)
-        plat = None
-        if index_digest is not None and chosen is not None:
-            plat = {"os": chosen.os, "architecture": chosen.architecture}
-            if chosen.variant:
-                plat["variant"] = chosen.variant
+        else:
+            out_digest, out_type, out_size = _for_layout(
+                store, image_digest, image_type, image_doc, image_size
+            )
+            if index_digest is not None and chosen is not None:
+                plat = _platform_json(chosen)
+        paths[str(out_digest)] = store.blob_path(out_digest)
         write_image(
             out_path,
             manifest_digest=out_digest,
@@ -479,6 +626,24 @@ def pull(
             blobs=paths,
             platform=plat,
             copy=copy,
+        )
+    elif archive_target is not None:
+        from tank.archive import repo_tag, write_docker_archive
+
+        out_path = archive_target.path
+        out_tag = archive_target.ref or repo_tag(reference)
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+            raise InvalidManifest(
+                "the image config's rootfs.diff_ids does not list one entry per layer", **place
+            )
+        write_docker_archive(
+            out_path,
+            config_path=store.blob_path(config_desc.digest),
+            config_digest=config_desc.digest,
+            layers=[(d.digest, d.media_type, store.blob_path(d.digest)) for d in layers],
+            diff_ids=diff_ids,
+            repo_tags=[out_tag],
         )
     return PulledImage(
         reference=reference,
@@ -496,7 +661,56 @@ def pull(
         bytes_downloaded=puller.downloaded,
         bytes_cached=puller.cached,
         seconds=time.perf_counter() - started,
+        output_kind="docker-archive" if archive_target is not None else (
+            "oci" if layout_target is not None else None
+        ),
+        platforms=tuple(
+            p for p in (Platform.from_json(c.platform_json) for c in children) if p is not None
+        ) if all_platforms else (),
     )
+
+
+def _index_for_layout(
+    store: Store,
+    index_digest: Digest,
+    media_type: str | None,
+    doc: dict[str, Any],
+    size: int,
+    children: list[_Child],
+    paths: dict[str, Path],
+) -> tuple[Digest, str, int]:
+    """The index (and its children) as an OCI layout holds them.
+
+    An OCI index of OCI manifests is kept byte for byte. A Docker manifest list, or any Docker
+    child, is rewritten: children with OCI media types, and a new OCI index pointing at them.
+    """
+    rewritten = []
+    changed = media_type != mediatypes.OCI_INDEX
+    for c in children:
+        digest, ctype, csize = _for_layout(
+            store, c.descriptor.digest, c.media_type, c.doc, c.size
+        )
+        paths[str(digest)] = store.blob_path(digest)
+        changed = changed or digest != c.descriptor.digest
+        entry: dict[str, Any] = {"mediaType": ctype, "digest": str(digest), "size": csize}
+        if c.platform_json is not None:
+            entry["platform"] = c.platform_json
+        if c.descriptor.annotations:
+            entry["annotations"] = dict(c.descriptor.annotations)
+        rewritten.append(entry)
+    if not changed:
+        return index_digest, mediatypes.OCI_INDEX, size
+    from tank.digest import compute
+
+    new_doc: dict[str, Any] = {
+        "schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": rewritten,
+    }
+    if isinstance(doc.get("annotations"), dict):
+        new_doc["annotations"] = doc["annotations"]
+    raw = json.dumps(new_doc, separators=(",", ":")).encode()
+    new = compute(raw)
+    store.put_bytes(new, raw)
+    return new, mediatypes.OCI_INDEX, len(raw)
 
 
 __all__ = ["Descriptor", "ProgressCallback", "ProgressEvent", "PulledImage", "pull"]
