@@ -293,3 +293,30 @@ def test_a_complete_uncommitted_ingest_is_committed_without_a_request(
     image = pull(f"{front.host}/library/big:v1", cache=tmp_path)
     assert layer_gets(front.requests, layer.digest) == []
     assert image.blob_path(layer.digest).read_bytes() == layer.data
+
+
+def test_a_token_that_really_expires_mid_pull_is_renewed(
+    token_registry: LocalRegistry, token_server: TokenServer, make_front: MakeFront,
+    seeded: Seeded, tmp_path: Path,
+) -> None:
+    """The registry allows 60 s of leeway past ``exp``: a token issued 58 s "expired" is good for
+    about 2 s. The manifest is fetched with it; the blob requests are held until it has lapsed,
+    so the registry itself refuses it, and tank must fetch a new one and carry on."""
+    token_server.expires_in = -58
+    front = make_front(token_registry.url)
+    held = threading.Event()
+
+    def hold_first_blob(r: Recorded) -> Response | None:
+        if "/blobs/" in r.path and not held.is_set():
+            held.set()
+            token_server.expires_in = 300  # the renewal gets a good token
+            time.sleep(3.5)
+        return None  # forward to the real registry
+
+    front.respond = hold_first_blob
+    image = pull(f"{front.host}/{seeded.repo}:latest", cache=tmp_path, jobs=1)
+    assert held.is_set()
+    assert image.blob_path(seeded.latest.config.digest).read_bytes() == seeded.latest.config.data
+    assert len(token_server.requests) == 2
+    statuses = [r.headers.get("authorization", "")[:7] for r in front.requests]
+    assert statuses.count("Bearer ") >= 3

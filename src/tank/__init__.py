@@ -31,13 +31,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from tank.errors import (
+    ArchiveError,
     AuthError,
     CacheMiss,
+    CorruptLayer,
     DigestMismatch,
     IntegrityError,
     InvalidDigest,
     InvalidManifest,
     InvalidReference,
+    LayoutError,
     ManifestTooLarge,
     NotFound,
     PlatformNotFound,
@@ -47,6 +50,7 @@ from tank.errors import (
     TLSError,
     TransportError,
     UnsupportedDigest,
+    UnsupportedLayer,
     UnsupportedManifest,
 )
 
@@ -54,7 +58,6 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tank.digest import Digest, Hasher
-    from tank.layout import LayoutError
     from tank.platform import Platform
     from tank.pull import ProgressEvent, PulledImage, pull
     from tank.reference import Reference
@@ -78,7 +81,6 @@ _LAZY = {
     "ProgressEvent": ("tank.pull", "ProgressEvent"),
     "Store": ("tank.store", "Store"),
     "Platform": ("tank.platform", "Platform"),
-    "LayoutError": ("tank.layout", "LayoutError"),
     "manifest_head": ("tank.registry", "manifest_head"),
     "BlobStream": ("tank.registry", "BlobStream"),
     "ManifestInfo": ("tank.registry", "ManifestInfo"),
@@ -114,9 +116,11 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
+    "ArchiveError",
     "AuthError",
     "BlobStream",
     "CacheMiss",
+    "CorruptLayer",
     "Digest",
     "DigestMismatch",
     "Hasher",
@@ -142,6 +146,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "UnsupportedDigest",
+    "UnsupportedLayer",
     "UnsupportedManifest",
     "__version__",
     "blob",

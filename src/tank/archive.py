@@ -60,7 +60,7 @@ from typing import IO, Any, Final
 
 from tank.compression import CHUNK, diff_id_of, layer_compression, open_layer
 from tank.digest import Digest, Hasher, PipelinedHasher
-from tank.errors import DigestMismatch, InvalidReference, TankError
+from tank.errors import ArchiveError, DigestMismatch, InvalidReference
 from tank.reference import DOCKER_HUB, Reference
 from tank.reference import parse as parse_reference
 
@@ -71,10 +71,6 @@ _BLOCK: Final = tarfile.BLOCKSIZE
 _USTAR_MAX_SIZE: Final = 8**11 - 1  # a ustar size field holds 11 octal digits
 _FILE_MODE: Final = 0o644
 _DIR_MODE: Final = 0o755
-
-
-class ArchiveError(TankError):
-    """A docker-archive tank cannot write: inconsistent inputs, a missing blob, a bad target."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
 import zstandard
 
 from tank.digest import Digest, Hasher, PipelinedHasher
-from tank.errors import IntegrityError, TankError
+from tank.errors import CorruptLayer, UnsupportedLayer
 from tank.mediatypes import strip_parameters
 
 if TYPE_CHECKING:
@@ -68,29 +68,6 @@ _SUFFIXES: Final[tuple[tuple[str, Compression], ...]] = (
     ("+zstd", "zstd"),
     (".zstd", "zstd"),
 )
-
-
-class UnsupportedLayer(TankError):
-    """A layer media type tank cannot decompress (not a tar, or an unknown compression)."""
-
-    def __init__(self, media_type: object) -> None:
-        super().__init__(
-            f"unsupported layer media type {media_type!r}: tank reads tar layers, plain or "
-            "compressed with gzip or zstd (application/vnd.oci.image.layer.v1.tar[+gzip|+zstd], "
-            "application/vnd.docker.image.rootfs.diff.tar[.gzip])"
-        )
-        self.media_type = media_type
-
-
-class CorruptLayer(IntegrityError):
-    """A layer whose compressed stream cannot be decoded: truncated, corrupt, trailing garbage.
-
-    ``path`` is the file that was read.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"corrupt layer {path}: {problem}")
-        self.path = path
 
 
 def layer_compression(media_type: str) -> Compression:

@@ -8,7 +8,8 @@
     │   └── UnsupportedDigest   a well-formed digest with an algorithm tank does not verify
     ├── IntegrityError          content that is not what it claims to be
     │   ├── DigestMismatch      bytes that do not hash to the expected digest
-    │   └── SizeMismatch        bytes longer or shorter than declared
+    │   ├── SizeMismatch        bytes longer or shorter than declared
+    │   └── CorruptLayer        a compressed layer stream that does not decode
     ├── TransportError          the network failed: connect, TLS, reset, timeout, bad redirect
     │   └── TLSError            certificate or handshake failure (never a reason to fall back)
     ├── RegistryError           the registry answered, but not with what was asked for
@@ -18,7 +19,10 @@
     │   ├── UnsupportedManifest schema 1, or a media type tank does not pull
     │   ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
     │   └── InvalidManifest     a manifest that is not a JSON object tank can trust
-    └── CacheMiss               the local cache lacks what was asked for (also a LookupError)
+    ├── CacheMiss               the local cache lacks what was asked for (also a LookupError)
+    ├── LayoutError             an OCI layout directory tank cannot write into
+    ├── ArchiveError            a docker-archive tank cannot write
+    └── UnsupportedLayer        a layer media type tank cannot read
 
 Every message names what was being fetched: the registry, the repository and the reference or
 digest, and (for :class:`RegistryError`) the HTTP status and the registry's own error codes and
@@ -260,14 +264,48 @@ class CacheMiss(TankError, LookupError):
         return str(self.args[0])
 
 
+class LayoutError(TankError):
+    """An OCI layout tank cannot write into: not a layout, or one with a broken index."""
+
+
+class ArchiveError(TankError):
+    """A docker-archive tank cannot write: inconsistent inputs, a missing blob, a bad target."""
+
+
+class UnsupportedLayer(TankError):
+    """A layer media type tank cannot decompress (not a tar, or an unknown compression)."""
+
+    def __init__(self, media_type: object) -> None:
+        super().__init__(
+            f"unsupported layer media type {media_type!r}: tank reads tar layers, plain or "
+            "compressed with gzip or zstd (application/vnd.oci.image.layer.v1.tar[+gzip|+zstd], "
+            "application/vnd.docker.image.rootfs.diff.tar[.gzip])"
+        )
+        self.media_type = media_type
+
+
+class CorruptLayer(IntegrityError):
+    """A layer whose compressed stream cannot be decoded: truncated, corrupt, trailing garbage.
+
+    ``path`` is the file that was read.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"corrupt layer {path}: {problem}")
+        self.path = path
+
+
 __all__ = [
+    "ArchiveError",
     "AuthError",
     "CacheMiss",
+    "CorruptLayer",
     "DigestMismatch",
     "IntegrityError",
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "LayoutError",
     "ManifestTooLarge",
     "NotFound",
     "PlatformNotFound",
@@ -278,5 +316,6 @@ __all__ = [
     "TankError",
     "TransportError",
     "UnsupportedDigest",
+    "UnsupportedLayer",
     "UnsupportedManifest",
 ]

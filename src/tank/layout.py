@@ -37,7 +37,7 @@ from typing import Any, Final
 from filelock import FileLock
 
 from tank.digest import Digest
-from tank.errors import InvalidReference, SizeMismatch, TankError
+from tank.errors import InvalidReference, LayoutError, SizeMismatch
 from tank.mediatypes import OCI_INDEX
 
 #: the annotation an index.json entry is named by (image-spec ``annotations.md``)
@@ -53,10 +53,6 @@ _TMP_PREFIX: Final = ".tank-tmp-"
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _READ_ONLY: Final = 0o444
 _CHUNK: Final = 1 << 20
-
-
-class LayoutError(TankError):
-    """An OCI layout tank cannot write into: not a layout, or one with a broken index."""
 
 
 @dataclass(frozen=True)
