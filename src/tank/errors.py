@@ -20,6 +20,7 @@
     │   ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
     │   └── InvalidManifest     a manifest that is not a JSON object tank can trust
     ├── CacheMiss               the local cache lacks what was asked for (also a LookupError)
+    ├── StorageError            the local disk failed: no space left, read-only, permissions
     ├── LayoutError             an OCI layout directory tank cannot write into
     ├── ArchiveError            a docker-archive tank cannot write
     └── UnsupportedLayer        a layer media type tank cannot read
@@ -201,7 +202,7 @@ class RegistryError(TankError):
         retry_after: float | None = None,
     ) -> None:
         place = _where(registry, repository, reference)
-        text = f"{place}: {message}"
+        text = message if place == "?" else f"{place}: {message}"
         if status is not None:
             text += f" (HTTP {status})"
         if errors:
@@ -247,6 +248,18 @@ class ManifestTooLarge(RegistryError):
 
 class InvalidManifest(RegistryError):
     """A manifest that is not a JSON object, or is ambiguous (duplicate keys)."""
+
+
+class StorageError(TankError):
+    """The local disk failed tank: no space left, a read-only filesystem, permissions.
+
+    ``errno`` is the operating system's error number; ``path`` the file being written.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
 
 
 class CacheMiss(TankError, LookupError):
@@ -312,6 +325,7 @@ __all__ = [
     "RegistryError",
     "RegistryErrorDetail",
     "SizeMismatch",
+    "StorageError",
     "TLSError",
     "TankError",
     "TransportError",

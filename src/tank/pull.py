@@ -192,18 +192,33 @@ def _descriptor(doc: Any, *, where: str, place: _Place) -> Descriptor:
     return Descriptor(media_type, parsed, size, clean)
 
 
-def _kind(media_type: str | None, doc: dict[str, Any]) -> str:
+#: more layers than this in one manifest is refused (real images have tens; overlay stops at 128)
+MAX_LAYERS = 10_000
+#: more entries than this in one index is refused
+MAX_INDEX_ENTRIES = 10_000
+
+
+def _kind(media_type: str | None, doc: dict[str, Any], place: _Place | None = None) -> str:
     """``index`` or ``image``; raise for schema 1 and for what tank does not pull."""
+    where = place or _Place(registry="", repository="", reference="")
     if media_type in _SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
         raise UnsupportedManifest(
             "Docker schema 1 manifests are not supported (deprecated since 2017; ask the "
-            "image's publisher for a schema 2 or OCI image)"
+            "image's publisher for a schema 2 or OCI image)", **where,
         )
     if media_type in mediatypes.INDEX_TYPES or (media_type is None and "manifests" in doc):
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise InvalidManifest("the index has no manifests list", **where)
+        if len(entries) > MAX_INDEX_ENTRIES:
+            raise InvalidManifest(
+                f"the index lists {len(entries)} manifests (tank's limit is "
+                f"{MAX_INDEX_ENTRIES})", **where,
+            )
         return "index"
     if media_type in mediatypes.IMAGE_MANIFEST_TYPES or (media_type is None and "config" in doc):
         return "image"
-    raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}")
+    raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}", **where)
 
 
 class _Puller:
@@ -433,6 +448,11 @@ def _image_parts(doc: dict[str, Any], place: _Place) -> tuple[Descriptor, tuple[
     raw_layers = doc.get("layers")
     if not isinstance(raw_layers, list):
         raise InvalidManifest("the image manifest has no layers list", **place)
+    if len(raw_layers) > MAX_LAYERS:
+        raise InvalidManifest(
+            f"the image manifest lists {len(raw_layers)} layers (tank's limit is {MAX_LAYERS})",
+            **place,
+        )
     layers = tuple(
         _descriptor(layer, where=f"layer {i}", place=place)
         for i, layer in enumerate(raw_layers, 1)
@@ -538,7 +558,7 @@ def pull(
     place = puller.place
 
     top_digest, media_type, doc, top_size = puller.resolve_top()
-    kind = _kind(media_type, doc)
+    kind = _kind(media_type, doc, place)
     puller.emit(ProgressEvent("manifest", top_digest, top_size, what=kind))
     index_digest: Digest | None = None
     chosen: Platform | None = None
@@ -554,7 +574,7 @@ def pull(
         for e in entries:
             child = _descriptor(e, where="an index entry", place=place)
             ctype, cdoc, csize = puller.child(child)
-            if _kind(ctype, cdoc) != "image":
+            if _kind(ctype, cdoc, place) != "image":
                 raise UnsupportedManifest(
                     f"the index entry {child.digest} is itself an index (nested indexes are "
                     "not supported)", **place,

@@ -56,6 +56,7 @@ from tank.errors import (
     InvalidDigest,
     InvalidReference,
     SizeMismatch,
+    StorageError,
 )
 from tank.reference import _DOMAIN, _PATH, _TAG, DOCKER_HUB_API, NAME_TOTAL_LENGTH_MAX
 
@@ -132,6 +133,16 @@ def _hash_file(path: Path, algorithm: str) -> Hasher:
         return _hash_fd(fd, algorithm)
     finally:
         os.close(fd)
+
+
+def _storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
+    """A :class:`StorageError` saying what failed where, in words (ENOSPC → "no space left")."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    return StorageError(
+        f"the cache failed {doing} at {path}: {reason}", path=str(path), errno=exc.errno
+    )
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -236,7 +247,10 @@ class BlobWriter:
         if self.size is not None and self.written + count > self.size:
             self._broken = f"more than the expected {self.size} bytes were written"
             raise SizeMismatch(self.size, self.written + count, what="blob", digest=self.digest)
-        _write_all(fd, data)
+        try:
+            _write_all(fd, data)
+        except OSError as exc:
+            raise _storage_error(exc, self.path, f"writing blob {self.digest}") from exc
         self.written += count
 
     def commit(self, hasher: Hasher | None = None) -> Path:
@@ -262,10 +276,13 @@ class BlobWriter:
                 digest=self.digest,
             )
         hasher.verify(self.digest, what="blob")
-        os.fsync(fd)
-        os.fchmod(fd, BLOB_MODE)
-        self._close()
-        os.replace(self.path, self._target)
+        try:
+            os.fsync(fd)
+            os.fchmod(fd, BLOB_MODE)
+            self._close()
+            os.replace(self.path, self._target)
+        except OSError as exc:
+            raise _storage_error(exc, self.path, f"committing blob {self.digest}") from exc
         self.committed = True
         _fsync_dir(self._target.parent)
         return self._target

@@ -1,0 +1,165 @@
+"""Killed pulls, crowds of pulls and a full disk: the cache only ever holds verified blobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fronts import MakeFront
+from tank.digest import compute
+from tank.errors import StorageError
+from tank.pull import pull
+from tank.store import Store
+from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
+from tank.testing.registry import LocalRegistry
+
+
+def random_layer(seed: str, size: int) -> bytes:
+    return b"".join(random_bytes_stream(size, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def crowd(registry: LocalRegistry) -> list[Image]:
+    """Three images sharing two layers, each with 4 MB+ of its own; pushed as library/crowd."""
+    shared = [make_layer({"base/a": random_layer("shared-a", 1_500_000)}),
+              make_layer({"base/b": random_layer("shared-b", 700_000)})]
+    images = [
+        make_image([*shared, make_layer({f"app/{i}": random_layer(f"own-{i}", 2_000_000 + i)}),
+                    make_layer({f"etc/{i}": random_layer(f"own2-{i}", 2_100_000)})])
+        for i in range(3)
+    ]
+    with Pusher(registry.url) as pusher:
+        for i, image in enumerate(images):
+            pusher.push_image("library/crowd", f"v{i}", image)
+    return images
+
+
+def tank_pull(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tank", "pull", *args, "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def assert_layout_blobs_are_whole(layout: Path) -> None:
+    blobs = layout / "blobs" / "sha256"
+    if not blobs.exists():
+        return
+    for path in blobs.iterdir():
+        if path.name.startswith("."):
+            continue  # a temporary name, never a digest
+        assert compute(path.read_bytes()) == f"sha256:{path.name}", path
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
+    registry: LocalRegistry, make_front: MakeFront, crowd: list[Image], tmp_path: Path
+) -> None:
+    cache, layout = tmp_path / "cache", tmp_path / "layout"
+    ref = f"{registry.host}/library/crowd:v0"
+    rng = random.Random(20261127)
+    store = Store(cache)
+    deadline = time.monotonic() + 90
+    kills = 0
+    while kills < 30 and time.monotonic() < deadline:
+        if cache.exists():  # start each round cold-ish: forget some committed blobs
+            for digest, path in list(store.iter_blobs()):
+                if rng.random() < 0.5:
+                    path.chmod(0o644)
+                    path.unlink()
+        proc = tank_pull(ref, "--cache", str(cache), "-o", f"oci:{layout}:v0", "-j", "2")
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        kills += 1
+        assert store.verify() == [], f"after kill {kills}"
+        assert_layout_blobs_are_whole(layout)
+    assert kills == 30
+
+    front = make_front(registry.url)
+    present = {str(d) for d, _ in store.iter_blobs()}
+    partial = {p.name for p in (cache / "ingest").glob("*.part")} if (
+        cache / "ingest").exists() else set()
+    final = subprocess.run(
+        [sys.executable, "-m", "tank", "pull", f"{front.host}/library/crowd:v0", "--cache",
+         str(cache), "-o", f"oci:{layout}:v0", "--json", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert final.returncode == 0, final.stderr
+    fetched = [r for r in front.requests if "/blobs/" in r.path]
+    for r in fetched:  # what was complete is never downloaded again
+        assert r.path.rsplit("/", 1)[1] not in present
+    resumed = [r for r in fetched if r.headers.get("range")]
+    if partial:
+        assert resumed or not fetched
+    verify = subprocess.run(
+        [sys.executable, "-m", "tank", "cache", "verify", "--cache", str(cache)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert verify.returncode == 0, verify.stdout
+    assert_layout_blobs_are_whole(layout)
+    subprocess.run(["oci-image-tool", "validate", "--type", "image", str(layout)], check=True,
+                   capture_output=True)
+
+
+@pytest.mark.slow
+def test_eight_processes_pulling_overlapping_images(
+    registry: LocalRegistry, make_front: MakeFront, crowd: list[Image], tmp_path: Path
+) -> None:
+    front = make_front(registry.url)
+    cache = tmp_path / "cache"
+    procs = [
+        tank_pull(f"{front.host}/library/crowd:v{i % 3}", "--cache", str(cache), "--json")
+        for i in range(8)
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outs]
+    for i, (out, _) in enumerate(outs):
+        assert json.loads(out)["digest"] == crowd[i % 3].manifest_digest
+    gets = Counter(
+        r.path.rsplit("/", 1)[1] for r in front.requests
+        if "/blobs/" in r.path and r.method == "GET"
+    )
+    every = {b.digest for image in crowd for b in image.blobs()}
+    assert set(gets) == every
+    assert max(gets.values()) == 1  # each blob downloaded once, whoever needed it
+    assert Store(cache).verify() == []
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_blob(
+    registry: LocalRegistry, crowd: list[Image], tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: this test must run there")
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
+    try:
+        with pytest.raises(StorageError, match="no space left") as info:
+            pull(f"{registry.host}/library/crowd:v1", cache=mount / "cache", jobs=1)
+        assert str(mount) in str(info.value)
+        store = Store(mount / "cache")
+        assert store.verify() == []
+        image = crowd[1]
+        committed = {str(d) for d, _ in store.iter_blobs()}
+        assert committed < {b.digest for b in image.blobs()} | {image.manifest_digest}
+        cli = subprocess.run(
+            [sys.executable, "-m", "tank", "pull", f"{registry.host}/library/crowd:v1",
+             "--cache", str(mount / "cache2")], capture_output=True, text=True, timeout=60,
+        )
+        assert cli.returncode == 1
+        assert "no space left" in cli.stderr
+        assert "Traceback" not in cli.stderr
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
