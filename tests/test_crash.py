@@ -72,7 +72,7 @@ def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
     kills = 0
     while kills < 30 and time.monotonic() < deadline:
         if cache.exists():  # start each round cold-ish: forget some committed blobs
-            for digest, path in list(store.iter_blobs()):
+            for _, path in list(store.iter_blobs()):
                 if rng.random() < 0.5:
                     path.chmod(0o644)
                     path.unlink()
