@@ -37,7 +37,6 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from tank.errors import RegistryError, TankError, TLSError, TransportError
@@ -156,6 +155,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     >>> parse_retry_after("120"), parse_retry_after("soon")
     (120.0, None)
     """
+    from email.utils import parsedate_to_datetime  # lazily: email costs start-up time
+
     if value is None:
         return None
     text = value.strip()

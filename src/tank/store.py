@@ -45,9 +45,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import filelock
-import platformdirs
-
 from tank.digest import ALGORITHMS, Digest, Hasher
 from tank.errors import (
     CacheMiss,
@@ -62,6 +59,8 @@ from tank.reference import _DOMAIN, _PATH, _TAG, DOCKER_HUB_API, NAME_TOTAL_LENG
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import filelock
 
 #: chunk size for re-hashing blobs on disk
 READ_CHUNK: Final = 1024 * 1024
@@ -85,6 +84,8 @@ def default_cache_dir() -> Path:
     configured = os.environ.get("TANK_CACHE")
     if configured:
         return Path(configured).expanduser().absolute()
+    import platformdirs  # lazily: only when $TANK_CACHE is not set
+
     return Path(platformdirs.user_cache_dir("tank", appauthor=False)).absolute()
 
 
@@ -334,6 +335,8 @@ class Store:
         return self.root / "ingest" / f"{d.algorithm}-{d.hex}.part"
 
     def _lock(self, d: Digest) -> filelock.BaseFileLock:
+        import filelock  # lazily: it costs start-up time, and a cached pull may need no lock
+
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         return filelock.FileLock(locks / f"{d.algorithm}-{d.hex}.lock")
@@ -552,7 +555,7 @@ class Store:
             lock = self._lock(d)
             try:
                 lock.acquire(timeout=0)
-            except filelock.Timeout:
+            except TimeoutError:  # filelock.Timeout is a TimeoutError
                 continue  # being written right now
             try:
                 if _unlink(Path(entry.path)):
@@ -644,6 +647,15 @@ class Store:
         except InvalidDigest:
             return None
         return RefRecord(digest=d, media_type=media_type, updated=updated)
+
+    def ingest_lock(self, digest: str) -> filelock.BaseFileLock:
+        """The per-digest ingest lock (``root/locks/<alg>-<hex>.lock``) that writers hold.
+
+        For cache maintenance (:mod:`tank.cachecmd`): whoever removes a blob or an ingest file
+        takes this lock first, and leaves alone what someone else holds. The lock file itself
+        is never removed (another process may be waiting on it).
+        """
+        return self._lock(Digest.parse(digest))
 
 
 __all__ = [
