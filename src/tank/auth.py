@@ -5,14 +5,18 @@ header or in several headers, case-insensitive schemes and parameter names, quot
 escapes and with commas or spaces inside (``scope="repository:a/b:pull,push"``), unquoted values.
 
 :func:`fetch_token` performs the Docker token exchange
-(https://distribution.github.io/distribution/spec/auth/token/): ``GET realm?service=…&scope=…``
-and reads ``token`` (else ``access_token``) from the JSON answer, whose size is capped.
+(https://distribution.github.io/distribution/spec/auth/token/): ``GET realm?service=…&scope=…``,
+anonymous or with Basic credentials, or the OAuth2 form (``POST``, ``grant_type=password`` or
+``refresh_token``), and reads ``token`` (else ``access_token``) from the JSON answer, whose size
+is capped. :class:`TokenCache` keeps tokens per (realm, service, scope) until shortly before
+they expire.
 """
 
 from __future__ import annotations
 
 import json
 import string
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -20,15 +24,23 @@ from urllib.parse import urlencode, urlsplit
 
 from tank.errors import AuthError, TransportError
 from tank.retry import parse_retry_after
-from tank.transport import Transport, discard, release
+from tank.transport import Origin, Transport, discard, may_send_credentials, release
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+
+    from tank.credentials import Credentials
 
 #: a token endpoint's answer is read up to this many bytes
 MAX_TOKEN_RESPONSE: Final = 1 << 20
 #: Docker's default token lifetime when the answer has no ``expires_in``
 DEFAULT_EXPIRES_IN: Final = 60
+#: a cached token is renewed this many seconds before it expires (at most; see Token.renew_at)
+EXPIRY_MARGIN: Final = 30.0
+#: the OAuth2 ``client_id`` tank sends to token endpoints
+CLIENT_ID: Final = "tank"
+# answers to the OAuth2 form after which docker retries with a plain GET and Basic auth
+_OAUTH_FALLBACK: Final = frozenset({400, 401, 404, 405})
 
 _TCHAR: Final = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 
@@ -160,82 +172,110 @@ def pull_scope(repository: str) -> str:
 
 @dataclass(frozen=True)
 class Token:
-    """A bearer token and when it stops being good."""
+    """A bearer token and when it stops being good.
 
-    token: str
+    :ivar refresh_token: an OAuth2 refresh token the endpoint granted along with it (asked for
+        by ``tank login``; docker stores it as the ``identitytoken``), else ``None``.
+    """
+
+    token: str = field(repr=False)
     expires_in: int
     obtained_at: float
+    refresh_token: str | None = field(default=None, repr=False)
 
     @property
     def expires_at(self) -> float:
         """``time.time()`` value after which the registry refuses it."""
         return self.obtained_at + self.expires_in
 
+    @property
+    def renew_at(self) -> float:
+        """``time.time()`` value from which tank asks for a new one instead: shortly before
+        :attr:`expires_at` (a tenth of the lifetime, at most :data:`EXPIRY_MARGIN` seconds)."""
+        return self.expires_at - min(EXPIRY_MARGIN, self.expires_in / 10)
 
-def fetch_token(
+
+# -- the token endpoint ------------------------------------------------------------------------
+
+
+def _plain_http_refusal(
+    realm: str, registry: str | None, repository: str | None
+) -> AuthError:
+    return AuthError(
+        f"refusing to send the credentials for {registry or 'the registry'} to the token "
+        f"endpoint {realm}: it is plain HTTP to another host (credentials go only over HTTPS, "
+        "or to loopback)", registry=registry, repository=repository,
+    )
+
+
+def _exchange(
     transport: Transport,
-    challenge: Challenge,
+    method: str,
+    url: str,
+    realm: str,
     *,
-    scopes: Sequence[str] = (),
-    registry: str | None = None,
-    repository: str | None = None,
-) -> Token:
-    """Exchange a Bearer challenge at its realm for an anonymous token.
-
-    The challenge's own ``scope`` is asked for when it names one, else ``scopes``. Raises
-    :class:`~tank.errors.AuthError` when the realm is missing or not http(s), when the endpoint
-    fails or answers without a token. One request, no retries: callers wrap it in
-    :func:`tank.retry.call`, which retries the failures worth it (the endpoint unreachable or
-    answering ``408``, ``429`` or ``5xx``; its ``Retry-After`` is in ``retry_after``).
-    """
-    realm = challenge.realm
-    if not realm or urlsplit(realm).scheme.lower() not in ("http", "https"):
-        raise AuthError(
-            f"Bearer challenge without a usable realm ({realm!r})",
-            registry=registry, repository=repository,
-        )
-    query: list[tuple[str, str]] = []
-    if challenge.params.get("service"):
-        query.append(("service", challenge.params["service"]))
-    asked = challenge.params.get("scope")
-    # GitLab sends several space-separated scopes in one challenge parameter
-    for scope in (asked.split(" ") if asked else scopes):
-        if scope:
-            query.append(("scope", scope))
-    url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+    headers: dict[str, str],
+    body: bytes | None,
+    registry: str | None,
+    repository: str | None,
+) -> tuple[int, bytes, float | None]:
+    """One request to the token endpoint: (status, body capped, Retry-After)."""
+    send = {"Accept": "application/json", **headers}
     try:
-        response = transport.request("GET", url, headers={"Accept": "application/json"})
+        response = transport.request(
+            method, url, headers=send, credentials_origin=Origin.of(realm), body=body
+        )
     except TransportError as exc:
         raise AuthError(
             f"token endpoint {realm} unreachable: {exc}", registry=registry, repository=repository
         ) from exc
     try:
-        body = response.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
+        data = response.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
     except Exception as exc:
         discard(response)
         # the cause is a TransportError, so tank.retry treats this like any broken connection
-        broken = TransportError(f"{url}: {exc}", url=url)
+        broken = TransportError(f"{realm}: {exc}", url=realm)
         broken.__cause__ = exc
         raise AuthError(
             f"token endpoint {realm} failed while answering: {exc}",
             registry=registry, repository=repository,
         ) from broken
-    if len(body) > MAX_TOKEN_RESPONSE:
+    if len(data) > MAX_TOKEN_RESPONSE:
         discard(response)
         raise AuthError(
             f"token endpoint {realm} answered more than {MAX_TOKEN_RESPONSE} bytes",
             registry=registry, repository=repository,
         )
     release(response)
-    if response.status != 200:
-        detail = body[:300].decode("utf-8", "replace").strip()
-        raise AuthError(
-            f"token endpoint {realm} refused the token request: {detail or 'no detail'}",
-            registry=registry, repository=repository, status=response.status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
+    return response.status, data, parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _refused(
+    realm: str,
+    status: int,
+    data: bytes,
+    retry_after: float | None,
+    *,
+    credentials: Credentials | None,
+    registry: str | None,
+    repository: str | None,
+) -> AuthError:
+    detail = data[:300].decode("utf-8", "replace").strip() or "no detail"
+    if credentials is not None and status in (401, 403):
+        what = f"refused the credentials of {credentials.describe()}"
+    else:
+        what = "refused the token request"
+    return AuthError(
+        f"token endpoint {realm} {what}: {detail}",
+        registry=registry, repository=repository, status=status, retry_after=retry_after,
+    )
+
+
+def _token_from(
+    realm: str, data: bytes, *, registry: str | None, repository: str | None
+) -> Token:
     try:
-        answer = json.loads(body)
+        answer = json.loads(data)
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
@@ -250,16 +290,229 @@ def fetch_token(
             registry=registry, repository=repository,
         )
     expires_in = answer.get("expires_in")
-    if not isinstance(expires_in, int) or expires_in <= 0:
+    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
         expires_in = DEFAULT_EXPIRES_IN
-    return Token(token=token, expires_in=expires_in, obtained_at=time.time())
+    refresh = answer.get("refresh_token")
+    return Token(
+        token=token, expires_in=expires_in, obtained_at=time.time(),
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+    )
+
+
+def fetch_token(
+    transport: Transport,
+    challenge: Challenge,
+    *,
+    scopes: Sequence[str] = (),
+    registry: str | None = None,
+    repository: str | None = None,
+    credentials: Credentials | None = None,
+    oauth: bool = False,
+) -> Token:
+    """Exchange a Bearer challenge at its realm for a token, anonymously or with credentials.
+
+    The challenge's own ``scope`` is asked for when it names one, else ``scopes``. How, as
+    docker and containerd do it:
+
+    - no credentials: ``GET realm?service=…&scope=…``;
+    - an identity token: the OAuth2 form, ``POST`` with ``grant_type=refresh_token``;
+    - a username and password: ``GET`` with Basic auth; with ``oauth=True`` (``tank login``)
+      first the OAuth2 form, ``POST`` with ``grant_type=password`` and ``access_type=offline``
+      (which asks for a refresh token), falling back to the ``GET`` when the endpoint answers
+      ``400``, ``401``, ``404`` or ``405`` (GCR, Artifactory, ACR do not take the form).
+
+    Credentials go to the realm only over HTTPS or to loopback (else :class:`AuthError`), never
+    to a host the realm redirects to, and never into an error message.
+
+    Raises :class:`~tank.errors.AuthError` when the realm is missing or not http(s), when the
+    endpoint fails, refuses or answers without a token. One request (two with the fallback), no
+    retries: callers wrap it in :func:`tank.retry.call`, which retries the failures worth it
+    (the endpoint unreachable or answering ``408``, ``429`` or ``5xx``; its ``Retry-After`` is
+    in ``retry_after``).
+    """
+    realm = challenge.realm
+    if not realm or urlsplit(realm).scheme.lower() not in ("http", "https"):
+        raise AuthError(
+            f"Bearer challenge without a usable realm ({realm!r})",
+            registry=registry, repository=repository,
+        )
+    service = challenge.params.get("service") or ""
+    asked = challenge.params.get("scope")
+    # GitLab sends several space-separated scopes in one challenge parameter
+    wanted = [s for s in (asked.split(" ") if asked else scopes) if s]
+    if credentials is not None and not may_send_credentials(realm, Origin.of(realm)):
+        raise _plain_http_refusal(realm, registry, repository)
+
+    form_kind = None
+    if credentials is not None and credentials.identity_token:
+        form_kind = "refresh_token"
+    elif credentials is not None and credentials.has_password and oauth:
+        form_kind = "password"
+    if form_kind is not None and credentials is not None:
+        form: list[tuple[str, str]] = [("grant_type", form_kind)]
+        if service:
+            form.append(("service", service))
+        if wanted:
+            form.append(("scope", " ".join(wanted)))
+        form.append(("client_id", CLIENT_ID))
+        if form_kind == "refresh_token":
+            form.append(("refresh_token", credentials.identity_token))
+        else:
+            form += [
+                ("username", credentials.username), ("password", credentials.password),
+                ("access_type", "offline"),
+            ]
+        status, data, retry_after = _exchange(
+            transport, "POST", realm, realm,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            body=urlencode(form).encode(), registry=registry, repository=repository,
+        )
+        if status == 200:
+            return _token_from(realm, data, registry=registry, repository=repository)
+        if not (credentials.has_password and status in _OAUTH_FALLBACK):
+            raise _refused(
+                realm, status, data, retry_after, credentials=credentials, registry=registry,
+                repository=repository,
+            )
+
+    query: list[tuple[str, str]] = []
+    if service:
+        query.append(("service", service))
+    query += [("scope", scope) for scope in wanted]
+    url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+    headers: dict[str, str] = {}
+    if credentials is not None and credentials.has_password:
+        headers["Authorization"] = credentials.basic_header()
+    elif credentials is not None:
+        credentials = None  # an identity token alone cannot go as Basic: ask anonymously
+    status, data, retry_after = _exchange(
+        transport, "GET", url, realm, headers=headers, body=None, registry=registry,
+        repository=repository,
+    )
+    if status != 200:
+        raise _refused(
+            realm, status, data, retry_after, credentials=credentials, registry=registry,
+            repository=repository,
+        )
+    return _token_from(realm, data, registry=registry, repository=repository)
+
+
+# -- the token cache ----------------------------------------------------------------------------
+
+#: (realm, service, scopes, principal): what one cached token answers
+TokenKey = tuple[str, str, str, str]
+
+
+class TokenCache:
+    """Bearer tokens per (realm, service, scope), until shortly before they expire.
+
+    Also keyed by the principal (a fingerprint of the credentials, ``""`` for anonymous), so
+    one cache can serve callers with different credentials without ever mixing them up. It
+    remembers the challenge each registry last sent (realm and service only), so that a later
+    request to that registry carries a token at once instead of collecting a ``401`` first.
+    Thread-safe: threads asking for the same key wait for one fetch, then share its token.
+    One cache serves a whole :func:`tank.pull`; pass ``token_cache=`` to the registry
+    functions to share one across calls.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[TokenKey, Token] = {}
+        self._keys_of: dict[str, TokenKey] = {}
+        self._fetching: dict[TokenKey, threading.Lock] = {}
+        self._challenges: dict[str, Challenge] = {}
+
+    @staticmethod
+    def key(challenge: Challenge, scopes: Iterable[str], principal: str = "") -> TokenKey:
+        """The cache key for a token asked at ``challenge``'s realm for ``scopes``."""
+        return (
+            challenge.realm or "", challenge.params.get("service") or "",
+            " ".join(sorted(set(scopes))), principal,
+        )
+
+    def get(self, key: TokenKey, *, now: float | None = None) -> Token | None:
+        """The cached token for ``key`` when it is not due for renewal, else ``None``."""
+        when = time.time() if now is None else now
+        with self._lock:
+            token = self._tokens.get(key)
+        return token if token is not None and when < token.renew_at else None
+
+    def put(self, key: TokenKey, token: Token) -> None:
+        """Remember ``token`` for ``key``."""
+        with self._lock:
+            old = self._tokens.get(key)
+            if old is not None:
+                self._keys_of.pop(old.token, None)
+            self._tokens[key] = token
+            self._keys_of[token.token] = key
+
+    def discard(self, token: str) -> None:
+        """Forget a token (the registry refused it)."""
+        with self._lock:
+            key = self._keys_of.pop(token, None)
+            held = self._tokens.get(key) if key is not None else None
+            if key is not None and held is not None and held.token == token:
+                del self._tokens[key]
+
+    def stale(self, token: str, *, now: float | None = None) -> bool:
+        """Whether ``token`` came from this cache and is due for renewal (or was discarded).
+
+        A token the cache never saw is not stale: it is the caller's, sent as it is.
+        """
+        when = time.time() if now is None else now
+        with self._lock:
+            key = self._keys_of.get(token)
+            if key is None:
+                return False
+            held = self._tokens.get(key)
+        return held is None or held.token != token or when >= held.renew_at
+
+    def obtain(
+        self, key: TokenKey, fetch: Callable[[], Token], *, refused: str | None = None
+    ) -> tuple[Token, bool]:
+        """The cached token for ``key``, else one from ``fetch()`` (cached); and whether it
+        was fetched now. ``refused`` names a token the registry just refused: never it again.
+        """
+        with self._lock:
+            gate = self._fetching.setdefault(key, threading.Lock())
+        with gate:  # one fetch per key at a time; the others then find its token
+            if refused is not None:
+                self.discard(refused)
+            cached = self.get(key)
+            if cached is not None and cached.token != refused:
+                return cached, False
+            token = fetch()
+            self.put(key, token)
+            return token, True
+
+    def remember_challenge(self, registry: str, challenge: Challenge) -> None:
+        """Remember how ``registry`` challenges (scheme, realm and service; not the scope)."""
+        kept = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
+        with self._lock:
+            self._challenges[registry] = Challenge(challenge.scheme, kept)
+
+    def challenge(self, registry: str) -> Challenge | None:
+        """The challenge ``registry`` last sent (without scope or error), if any."""
+        with self._lock:
+            return self._challenges.get(registry)
+
+    def clear(self) -> None:
+        """Forget every token and challenge."""
+        with self._lock:
+            self._tokens.clear()
+            self._keys_of.clear()
+            self._challenges.clear()
 
 
 __all__ = [
+    "CLIENT_ID",
     "DEFAULT_EXPIRES_IN",
+    "EXPIRY_MARGIN",
     "MAX_TOKEN_RESPONSE",
     "Challenge",
     "Token",
+    "TokenCache",
+    "TokenKey",
     "fetch_token",
     "parse_challenges",
     "pull_scope",

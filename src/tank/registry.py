@@ -2,9 +2,14 @@
 
 Stateless with respect to authentication: each call takes the bearer token the caller holds (or
 ``None``) and, when the registry answers ``401`` with a Bearer challenge, exchanges it at the
-challenge's realm for an anonymous pull token, retries once, and hands the token that worked back
-(:func:`manifest` returns it; :class:`BlobStream` carries it) so the caller threads it into the next
-call. Connections are pooled by a shared :class:`~tank.transport.Transport`.
+challenge's realm for a pull token (anonymous, or asked with ``credentials=``), retries, and hands
+the token that worked back (:func:`manifest` returns it; :class:`BlobStream` carries it) so the
+caller threads it into the next call. A Basic challenge is answered with ``credentials=``. Pass a
+:class:`~tank.auth.TokenCache` as ``token_cache=`` to share tokens across calls (and skip the
+``401`` round trip once a registry's challenge is known); :func:`tank.pull` does. Credentials go
+only to the registry and its token realm, over HTTPS or to loopback. :func:`check_login` checks
+credentials as ``docker login`` does. Connections are pooled by a shared
+:class:`~tank.transport.Transport`.
 
 Everything that comes back is verified before it is returned: a manifest against the digest it was
 asked by and against ``Docker-Content-Digest``; a blob against its digest (and size, when given).
@@ -30,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from tank import mediatypes
-from tank.auth import fetch_token, parse_challenges, pull_scope
+from tank.auth import Challenge, TokenCache, TokenKey, fetch_token, parse_challenges, pull_scope
+from tank.credentials import Credentials, LazyCredentials, coerce, resolver
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import (
     AuthError,
@@ -47,12 +53,22 @@ from tank.errors import (
 )
 from tank.reference import _DOMAIN, _PATH, _TAG, DOCKER_HUB_API
 from tank.retry import DEFAULT_RETRY, RetryPolicy, call, parse_retry_after
-from tank.transport import Transport, default_transport, discard, release
+from tank.transport import (
+    Origin,
+    Transport,
+    default_transport,
+    discard,
+    may_send_credentials,
+    release,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from urllib3 import BaseHTTPResponse
+
+    from tank.credentials import CredentialsArg
+    from tank.transport import SpeedLimit
 
 #: manifests larger than this are refused (the distribution server's own limit)
 MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
@@ -164,7 +180,96 @@ def _raise_for_status(
     if status in (401, 403):
         raise AuthError(f"access to the {what} denied", **kwargs)
     text = "" if errors else body[:200].decode("utf-8", "replace").strip()
+    if status == 429:  # Docker Hub's pull rate limit: say how much is left, and how to get more
+        text = _rate_limit_hint(response, text)
     raise RegistryError(f"fetching the {what} failed" + (f": {text}" if text else ""), **kwargs)
+
+
+def _rate_limit_hint(response: BaseHTTPResponse, text: str) -> str:
+    """``text`` plus what ``ratelimit-limit``/``ratelimit-remaining`` say, and a hint to log in.
+
+    Docker Hub sends ``ratelimit-limit: 100;w=21600`` (pulls per window of seconds) and
+    ``ratelimit-remaining: 0;w=21600``; anonymous pulls get the lowest limit.
+    """
+    limit = response.headers.get("ratelimit-limit")
+    remaining = response.headers.get("ratelimit-remaining")
+    if limit is None and remaining is None:
+        return text
+
+    def pulls(value: str | None) -> str:
+        count, _, window = (value or "?").partition(";w=")
+        return f"{count.strip()[:20]} per {window.strip()[:20]} s" if window else count[:20]
+
+    parts = [f"rate limit {pulls(limit)}"] if limit is not None else []
+    if remaining is not None:
+        parts.append(f"{remaining.partition(';')[0].strip()[:20]} left")
+    source = response.headers.get("docker-ratelimit-source")
+    if source:
+        parts.append(f"counted against {source.strip()[:64]}")
+    hint = (
+        f"too many pulls ({', '.join(parts)}); anonymous pulls have the lowest limit: log in "
+        "with `tank login docker.io` (or docker login) to raise it, or wait"
+    )
+    return f"{text}; {hint}" if text else hint
+
+
+class _Auth:
+    """What one registry call knows about authentication: the caller's credentials (resolved
+    lazily, on the first challenge) and the token cache; thread-safe as its parts are."""
+
+    def __init__(
+        self,
+        credentials: object,
+        token_cache: TokenCache | None,
+        registry: str,
+        repository: str | None,
+        *,
+        oauth: bool = False,
+    ) -> None:
+        self.credentials = credentials if isinstance(credentials, LazyCredentials) else (
+            resolver(credentials, registry, repository)
+        )
+        self.cache = token_cache if token_cache is not None else TokenCache()
+        self.oauth = oauth
+        #: a refresh token the token endpoint granted (asked for with ``oauth``)
+        self.refresh_token: str | None = None
+
+
+def _anonymous(registry: str, repository: str | None) -> _Auth:
+    return _Auth(None, None, registry, repository)
+
+
+def _bearer(
+    transport: Transport,
+    auth: _Auth,
+    challenge: Challenge,
+    scopes: list[str],
+    *,
+    registry: str,
+    repository: str,
+    retry: RetryPolicy,
+    refused: str | None,
+) -> tuple[str, bool, TokenKey]:
+    """A token for ``scopes`` at ``challenge``'s realm: cached, else fetched (retried per
+    ``retry``); with whether it was fetched now, and its cache key."""
+    creds = auth.credentials.get()
+    key = TokenCache.key(challenge, scopes, creds.principal if creds is not None else "")
+    fetch = functools.partial(
+        fetch_token, transport, challenge, scopes=scopes, registry=registry,
+        repository=repository or None, credentials=creds, oauth=auth.oauth,
+    )
+    token, fresh = auth.cache.obtain(
+        key, lambda: call(fetch, policy=retry, what=f"token from {challenge.realm}"),
+        refused=refused,
+    )
+    if token.refresh_token:
+        auth.refresh_token = token.refresh_token
+    return token.token, fresh, key
+
+
+def _login_hint(registry: str) -> str:
+    host = "docker.io" if registry == DOCKER_HUB_API else registry
+    return f"log in with `tank login {host}`, or pass credentials= to the library"
 
 
 def _send(
@@ -178,65 +283,173 @@ def _send(
     reference: str,
     headers: Mapping[str, str],
     retry: RetryPolicy,
+    auth: _Auth | None = None,
 ) -> BaseHTTPResponse:
-    """Send a request; on ``401`` answer the Bearer challenge anonymously and retry once.
+    """Send a request, answering ``401`` challenges; credentials only where they may go.
 
-    A second ``401`` is an :class:`AuthError`, except one whose challenge says
-    ``error="insufficient_scope"`` and names a scope other than the one just granted (GitLab and
-    Docker Hub do so for cross-repository access): that scope is asked for once more.
+    Authorization, in order: the caller's token (``tokens[0]``) unless ``auth.cache`` issued it
+    and it is due for renewal; else, for a registry whose challenge the cache remembers, a
+    cached or freshly fetched token (Bearer) or the credentials (Basic), without waiting for a
+    ``401``. On ``401``:
+
+    - ``Bearer``: a token for the scope the challenge names (else pull on ``repository``),
+      from the cache unless it is the one just refused, else from the realm, with the
+      credentials when there are any (:func:`~tank.auth.fetch_token`). A ``401`` for a token
+      fetched for that same scope during this call is an :class:`AuthError`; one asking for
+      another scope (``error="insufficient_scope"``, as GitLab and Docker Hub send for
+      cross-repository access) gets one more token.
+    - ``Basic`` (only when no Bearer is offered): the credentials, once, and only over HTTPS or
+      to loopback; a second ``401`` means they are wrong.
+    - anything else, or Basic without credentials: an :class:`AuthError` that says so.
 
     ``tokens[0]`` is the token to send; a new one replaces it as soon as it is obtained, so that
     the caller's next try (or next call) reuses it even when this one fails afterwards. One try
     of the request itself (the caller retries the whole exchange); the token endpoint is retried
-    here, per ``retry``.
+    here, per ``retry``. Credentials never appear in an error.
     """
+    if auth is None:
+        auth = _anonymous(registry, repository or None)
+    cache = auth.cache
+    scopes = [pull_scope(repository)] if repository else []
     send = dict(headers)
-    if tokens[0]:
-        send["Authorization"] = f"Bearer {tokens[0]}"
+    fresh: set[TokenKey] = set()
+    sent_token: str | None = None
+    sent_basic = False
+
+    def basic_allowed() -> bool:
+        base = transport.base_url(registry)
+        return may_send_credentials(base, Origin.of(base))
+
+    caller = tokens[0]
+    if caller and not cache.stale(caller):
+        sent_token = caller
+    else:
+        known = cache.challenge(registry)
+        if known is not None and known.scheme == "bearer":
+            sent_token, now, key = _bearer(
+                transport, auth, known, scopes, registry=registry, repository=repository,
+                retry=retry, refused=None,
+            )
+            tokens[0] = sent_token
+            if now:
+                fresh.add(key)
+        elif known is not None and known.scheme == "basic":
+            creds = auth.credentials.get()
+            if creds is not None and creds.has_password and basic_allowed():
+                send["Authorization"] = creds.basic_header()
+                sent_basic = True
+    if sent_token:
+        send["Authorization"] = f"Bearer {sent_token}"
     response = transport.request_registry(method, registry, path, headers=send)
-    if response.status != 401:
-        return response
 
     place = _Place(registry=registry, repository=repository, reference=reference)
-    granted: str | None = None
-    for round_ in range(2):
+    rounds = 0
+    while response.status == 401:
         challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
         body, _ = _read_capped(response, MAX_ERROR_BODY)
+        errors = _error_details(body)
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
-        if bearer is None:
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        if bearer is not None:
+            cache.remember_challenge(registry, bearer)
+            asked = bearer.params.get("scope")
+            wanted = [s for s in asked.split(" ") if s] if asked else scopes
+            creds = auth.credentials.get()
+            key = TokenCache.key(bearer, wanted, creds.principal if creds is not None else "")
+            if key in fresh or rounds >= 3:
+                if creds is None:
+                    message = (
+                        f"the registry refused anonymous access (a second 401, with a token "
+                        f"from {bearer.realm}): the repository is private or does not exist; "
+                        + _login_hint(registry)
+                    )
+                else:
+                    message = (
+                        f"the registry refused the token {bearer.realm} issued for "
+                        f"{creds.describe()} (a second 401): no access to this repository"
+                    )
+                raise AuthError(message, status=401, errors=errors, **place)
+            sent_token, now, key = _bearer(
+                transport, auth, bearer, wanted, registry=registry, repository=repository,
+                retry=retry, refused=sent_token,
+            )
+            if now:
+                fresh.add(key)
+            tokens[0] = sent_token
+            send["Authorization"] = f"Bearer {sent_token}"
+        elif basic is not None:
+            cache.remember_challenge(registry, basic)
+            creds = auth.credentials.get()
+            if creds is None or not creds.has_password:
+                have = "" if creds is None else f" (only an identity token, from {creds.source})"
+                raise AuthError(
+                    f"the registry asks for Basic authentication and tank knows no username "
+                    f"and password for it{have} (tank answers Bearer challenges anonymously, "
+                    f"Basic ones only with credentials): " + _login_hint(registry),
+                    status=401, errors=errors, **place,
+                )
+            if sent_basic:
+                raise AuthError(
+                    f"the registry refused the credentials of {creds.describe()}: wrong "
+                    "username or password", status=401, errors=errors, **place,
+                )
+            if not basic_allowed():
+                raise AuthError(
+                    "refusing to send credentials over plain HTTP to a registry that is not "
+                    "on loopback (they go only over HTTPS)", status=401, errors=errors, **place,
+                )
+            send["Authorization"] = creds.basic_header()
+            sent_basic = True
+        else:
             offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges})) or "none"
             raise AuthError(
-                f"the registry asks for authentication tank cannot answer anonymously "
-                f"(challenge schemes offered: {offered}; only Bearer token exchange is "
-                "supported)",
-                status=401, errors=_error_details(body), **place,
+                f"the registry asks for authentication tank cannot answer (challenge schemes "
+                f"offered: {offered}; tank answers Bearer and Basic)",
+                status=401, errors=errors, **place,
             )
-        scope = bearer.params.get("scope")
-        if round_ == 1 and not (
-            bearer.params.get("error") == "insufficient_scope" and scope and scope != granted
-        ):
-            raise AuthError(
-                f"the registry refused the token from {bearer.realm} (a second 401)",
-                status=401, errors=_error_details(body), **place,
-            )
-        new = call(
-            functools.partial(
-                fetch_token, transport, bearer, scopes=[pull_scope(repository)],
-                registry=registry, repository=repository,
-            ),
-            policy=retry, what=f"token from {bearer.realm}",
-        )
-        granted = scope or pull_scope(repository)
-        tokens[0] = new.token
-        send["Authorization"] = f"Bearer {new.token}"
+        rounds += 1
         response = transport.request_registry(method, registry, path, headers=send)
-        if response.status != 401:
-            return response
-    body, _ = _read_capped(response, MAX_ERROR_BODY)
-    raise AuthError(
-        "the registry refused the token for the scope it asked for (a third 401)",
-        status=401, errors=_error_details(body), **place,
-    )
+    return response
+
+
+def check_login(
+    registry: str,
+    credentials: Credentials | tuple[str, str],
+    *,
+    transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
+) -> Credentials:
+    """Check ``credentials`` against ``registry`` as ``docker login`` does; return what to store.
+
+    ``GET /v2/`` answering the challenge with them: Basic, or Bearer through the token
+    endpoint's OAuth2 form (``grant_type=password``, ``access_type=offline``; a plain ``GET``
+    with Basic auth when the endpoint does not take the form). When the endpoint grants a
+    refresh token, the credentials returned hold it as their identity token and no password
+    (docker stores it as ``identitytoken``); otherwise they are ``credentials`` themselves.
+
+    :raises AuthError: the registry or its token endpoint refused them.
+    """
+    registry = _registry(registry)
+    creds = coerce(credentials)
+    if not isinstance(creds, Credentials):
+        raise TypeError("check_login needs (username, password) or Credentials")
+    t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    auth = _Auth(creds, None, registry, None, oauth=True)
+    place = _Place(registry=registry, repository="", reference="")
+
+    def once() -> None:
+        response = _send(
+            t, "GET", registry, "", "/v2/", [None], reference="", headers={}, retry=policy,
+            auth=auth,
+        )
+        _raise_for_status(response, what="API root (/v2/)", **place)
+        release(response)
+
+    call(once, policy=policy, what=f"GET {registry}/v2/")
+    if auth.refresh_token:
+        return Credentials(creds.username, "", auth.refresh_token)
+    return creds
 
 
 # -- manifests ----------------------------------------------------------------------------------
@@ -330,20 +543,31 @@ def manifest(
     transport: Transport | None = None,
     max_size: int = MAX_MANIFEST_SIZE,
     retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
 ) -> tuple[ManifestInfo, str | None]:
     """Fetch the manifest ``registry/repo:reference`` (a tag or a digest).
 
     Sends ``Accept`` for the OCI index, Docker manifest list, OCI manifest and Docker v2 manifest
-    types. On ``401`` the Bearer challenge is answered with an anonymous token and the request
-    retried once. Returns the verified manifest and the token that worked (``token`` itself when
-    it did, ``None`` when the registry needed none).
+    types. A ``401`` is answered: a Bearer challenge with a token from its realm (anonymous, or
+    asked with ``credentials``), a Basic one with ``credentials`` (sent only over HTTPS or to
+    loopback, never to a redirect target). Returns the verified manifest and the token that
+    worked (``token`` itself when it did, ``None`` when the registry needed none or took Basic).
+
+    ``credentials`` is ``(username, password)``, a :class:`~tank.credentials.Credentials`, or a
+    :class:`~tank.credentials.CredentialSource` such as
+    :class:`~tank.credentials.CredentialStore` (asked for this registry only, and only when it
+    first challenges). ``token_cache`` (a :class:`~tank.auth.TokenCache`) shares tokens, and
+    what each registry's challenge looks like, across calls; every registry function takes
+    these two keywords.
 
     Failures worth another try (the network, ``408``, ``429``, ``5xx``, the token endpoint's
     too) are retried per ``retry`` (default :data:`~tank.retry.DEFAULT_RETRY`), the request
     rebuilt from scratch each time; see :mod:`tank.retry`.
 
     :raises NotFound: the registry has no such manifest (``errors`` holds its error codes).
-    :raises AuthError: a second ``401``, a non-Bearer challenge or a token endpoint failure.
+    :raises AuthError: a second ``401``, a challenge tank cannot answer (Basic without
+        credentials), refused credentials, or a token endpoint failure.
     :raises DigestMismatch: the bytes do not hash to the digest asked for, or to
         ``Docker-Content-Digest``.
     :raises ManifestTooLarge: over ``max_size`` bytes (refused without reading it whole).
@@ -356,8 +580,11 @@ def manifest(
     t = transport or default_transport()
     policy = DEFAULT_RETRY if retry is None else retry
     tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
     info = call(
-        lambda: _manifest_once(t, registry, repo, ref, tokens, max_size=max_size, retry=policy),
+        lambda: _manifest_once(
+            t, registry, repo, ref, tokens, max_size=max_size, retry=policy, auth=auth
+        ),
         policy=policy, what=f"GET {registry}/{repo} manifest {ref}",
     )
     return info, tokens[0]
@@ -372,12 +599,14 @@ def _manifest_once(
     *,
     max_size: int,
     retry: RetryPolicy,
+    auth: _Auth,
 ) -> ManifestInfo:
     """One try of :func:`manifest`; ``tokens[0]`` is the token in, and the one that worked out."""
     place = _Place(registry=registry, repository=repo, reference=str(ref))
     response = _send(
         t, "GET", registry, repo, f"/v2/{repo}/manifests/{ref}", tokens,
         reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT}, retry=retry,
+        auth=auth,
     )
     _raise_for_status(response, what="manifest", **place)
     declared = response.headers.get("Content-Length")
@@ -442,6 +671,8 @@ def manifest_head(
     *,
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
 ) -> tuple[ManifestHead, str | None]:
     """``HEAD`` a manifest with the same ``Accept`` as :func:`manifest`; return what it says.
 
@@ -455,8 +686,9 @@ def manifest_head(
     t = transport or default_transport()
     policy = DEFAULT_RETRY if retry is None else retry
     tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
     head = call(
-        lambda: _manifest_head_once(t, registry, repo, ref, tokens, retry=policy),
+        lambda: _manifest_head_once(t, registry, repo, ref, tokens, retry=policy, auth=auth),
         policy=policy, what=f"HEAD {registry}/{repo} manifest {ref}",
     )
     return head, tokens[0]
@@ -470,12 +702,14 @@ def _manifest_head_once(
     tokens: list[str | None],
     *,
     retry: RetryPolicy,
+    auth: _Auth,
 ) -> ManifestHead:
     """One try of :func:`manifest_head`; ``tokens`` as for :func:`_manifest_once`."""
     place = _Place(registry=registry, repository=repo, reference=str(ref))
     response = _send(
         t, "HEAD", registry, repo, f"/v2/{repo}/manifests/{ref}", tokens,
         reference=str(ref), headers={"Accept": mediatypes.MANIFEST_ACCEPT}, retry=retry,
+        auth=auth,
     )
     _raise_for_status(response, what="manifest", **place)
     release(response)
@@ -512,6 +746,8 @@ class BlobStream:
     :ivar total: the blob's full size when known (from ``size``, ``Content-Range`` or
         ``Content-Length``).
     :ivar token: the token that worked, for the caller to thread on.
+    :ivar speed_limit: the transport's low-speed limit: a body slower than it is a
+        :class:`~tank.errors.TransportError` (``None``: no limit).
     """
 
     def __init__(
@@ -526,7 +762,9 @@ class BlobStream:
         registry: str,
         repository: str,
         chunk_size: int,
+        speed_limit: SpeedLimit | None = None,
     ) -> None:
+        self.speed_limit = speed_limit
         self._response = response
         self.digest = digest
         self._hasher = hasher
@@ -560,6 +798,8 @@ class BlobStream:
         received = self._hasher.size  # bytes of the blob seen so far, counting from its start
         hashing: PipelinedHasher | None = None
         update: Callable[[bytes], None] = self._hasher.update
+        # the low-speed limit (tank.transport.SpeedLimit): its clock starts with the first read
+        speed = self.speed_limit.monitor() if self.speed_limit is not None else None
         try:
             while True:
                 want = chunk_size
@@ -568,6 +808,8 @@ class BlobStream:
                 data = read(want, decode_content=False)
                 if not data:
                     break
+                if speed is not None:
+                    speed.update(len(data))
                 received += len(data)
                 self._received = received
                 if size is not None and received > size:
@@ -624,6 +866,7 @@ def _open_once(
     size: int | None,
     chunk_size: int,
     retry: RetryPolicy,
+    auth: _Auth | None = None,
 ) -> BlobStream:
     """One try at a blob's response, up to the first body byte; the caller closes the stream.
 
@@ -636,7 +879,7 @@ def _open_once(
         headers["Range"] = f"bytes={offset}-"
     response = _send(
         t, "GET", registry, repo, f"/v2/{repo}/blobs/{want}", tokens,
-        reference=str(want), headers=headers, retry=retry,
+        reference=str(want), headers=headers, retry=retry, auth=auth,
     )
     _raise_for_status(response, what="blob", **place)
     state = hasher if hasher is not None else want.hasher()
@@ -654,7 +897,7 @@ def _open_once(
         state = want.hasher()  # the registry ignored Range: the whole blob comes again
     return BlobStream(
         response, want, state, offset=start, size=size, token=tokens[0], registry=registry,
-        repository=repo, chunk_size=chunk_size,
+        repository=repo, chunk_size=chunk_size, speed_limit=t.speed_limit,
     )
 
 
@@ -671,6 +914,8 @@ def open_blob(
     transport: Transport | None = None,
     chunk_size: int = CHUNK_SIZE,
     retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
 ) -> Iterator[BlobStream]:
     """Open a blob for streaming: ``with open_blob(…) as stream: for chunk in stream: …``.
 
@@ -696,10 +941,11 @@ def open_blob(
     t = transport or default_transport()
     policy = DEFAULT_RETRY if retry is None else retry
     tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
     stream = call(
         lambda: _open_once(
             t, registry, repo, want, tokens, offset=offset, hasher=hasher, size=size,
-            chunk_size=chunk_size, retry=policy,
+            chunk_size=chunk_size, retry=policy, auth=auth,
         ),
         policy=policy, what=f"GET {registry}/{repo} blob {want}",
     )
@@ -718,6 +964,8 @@ def blob(
     size: int | None = None,
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
 ) -> bytes:
     """A whole blob in memory, verified against ``digest`` (and ``size`` when given).
 
@@ -731,11 +979,12 @@ def blob(
     t = transport or default_transport()
     policy = DEFAULT_RETRY if retry is None else retry
     tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
 
     def once() -> bytes:
         stream = _open_once(
             t, registry, repo, want, tokens, offset=0, hasher=None, size=size,
-            chunk_size=CHUNK_SIZE, retry=policy,
+            chunk_size=CHUNK_SIZE, retry=policy, auth=auth,
         )
         try:
             return b"".join(stream)
@@ -756,6 +1005,8 @@ def download_blob(
     fsync: bool = True,
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
 ) -> int:
     """Stream a blob into ``dest``; return its size.
 
@@ -776,6 +1027,7 @@ def download_blob(
     policy = DEFAULT_RETRY if retry is None else retry
     target = Path(dest)
     tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -794,7 +1046,7 @@ def download_blob(
                     out.truncate()
                 stream = _open_once(
                     t, registry, repo, want, tokens, offset=offset, hasher=kept, size=size,
-                    chunk_size=CHUNK_SIZE, retry=policy,
+                    chunk_size=CHUNK_SIZE, retry=policy, auth=auth,
                 )
                 try:
                     if stream.offset != offset:  # Range ignored: the whole blob comes again
@@ -844,9 +1096,187 @@ __all__ = [
     "ManifestHead",
     "ManifestInfo",
     "blob",
+    "check_login",
     "download_blob",
     "manifest",
     "manifest_head",
     "open_blob",
     "parse_manifest",
 ]
+
+
+# -- tags ---------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+#: a tag list page is read up to this many bytes (a 10 000-tag page is about 0.5 MB)
+MAX_TAG_PAGE: Final = 16 * 1024 * 1024
+#: pages followed at most, so a registry whose ``Link`` never ends cannot hold tank forever
+MAX_TAG_PAGES: Final = 100_000
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+_LINK_REL = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
+
+
+def _next_link(values: list[str]) -> str | None:
+    """The target of the ``rel="next"`` link among ``Link`` header values (RFC 8288)."""
+    for value in values:
+        for match in _LINK.finditer(value):
+            for rel in _LINK_REL.finditer(match.group(2)):
+                if "next" in (rel.group(1) or rel.group(2) or "").lower().split():
+                    return match.group(1).strip()
+    return None
+
+
+def _same_origin_path(base: str, current: str, link: str, place: _Place) -> str:
+    """The path and query a ``Link`` target names, joined to ``current`` as written.
+
+    A relative target is resolved against the page it came from; an absolute one must be on the
+    registry's own origin (scheme, host and port), since the request carries the token.
+    """
+    from urllib.parse import urljoin, urlsplit
+
+    target = urlsplit(urljoin(base + current, link))
+    origin = urlsplit(base)
+
+    def port(parts: Any) -> int | None:
+        explicit: int | None = parts.port
+        return explicit if explicit is not None else {"http": 80, "https": 443}.get(parts.scheme)
+
+    try:
+        same = (
+            target.scheme.lower() == origin.scheme.lower()
+            and (target.hostname or "").lower() == (origin.hostname or "").lower()
+            and port(target) == port(origin)
+        )
+    except ValueError:  # a port that is not a number
+        same = False
+    if not same:
+        raise RegistryError(
+            f"the tag list's next page is on another origin ({link!r}); tank follows Link only "
+            "on the registry's own origin", **place,
+        )
+    path = target.path or "/"
+    return path + (f"?{target.query}" if target.query else "")
+
+
+def _tag_page_once(
+    t: Transport,
+    registry: str,
+    repo: str,
+    path: str,
+    tokens: list[str | None],
+    *,
+    retry: RetryPolicy,
+    auth: _Auth,
+) -> tuple[list[str], str | None]:
+    """One try at one page: its tags, and the ``Link: <…>; rel="next"`` target (or ``None``)."""
+    place = _Place(registry=registry, repository=repo, reference="")
+    response = _send(
+        t, "GET", registry, repo, path, tokens, reference="",
+        headers={"Accept": "application/json"}, retry=retry, auth=auth,
+    )
+    _raise_for_status(response, what="tag list", **place)
+    body, complete = _read_capped(response, MAX_TAG_PAGE)
+    if not complete:
+        raise RegistryError(f"the tag list page is over the {MAX_TAG_PAGE}-byte limit", **place)
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise RegistryError(f"the tag list is not valid JSON: {exc}", **place) from None
+    raw = doc.get("tags") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(raw, list | None):
+        raise RegistryError("the tag list is not a JSON object with a 'tags' list", **place)
+    found: list[str] = []
+    for tag in raw or []:
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+            raise RegistryError(f"the tag list holds an invalid tag {str(tag)[:140]!r}", **place)
+        found.append(tag)
+    return found, _next_link(response.headers.getlist("Link"))
+
+
+def tag_pages(
+    registry: str,
+    repo: str,
+    token: str | None = None,
+    *,
+    n: int | None = None,
+    transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
+) -> Generator[tuple[list[str], str | None], None, None]:
+    """Yield ``(tags, token)`` for each page of ``GET /v2/REPO/tags/list``, in the registry's order.
+
+    The first request asks for ``?n=N`` when ``n`` is given (a hint: Docker Hub, Quay and ECR
+    page by it, distribution 2.8 ignores it). Each next page is the ``Link: <…>; rel="next"``
+    target, followed verbatim: relative ones against the page they came from, absolute ones only
+    on the registry's own origin (:class:`~tank.errors.RegistryError` otherwise). A page that
+    points back at one already read ends the list with an error rather than a loop. Stop
+    iterating to stop fetching. Each page is retried per ``retry``; a ``401`` is answered as
+    :func:`manifest` answers it (``credentials``, ``token_cache``), and the token the next pages
+    reuse comes back with each page.
+
+    :raises NotFound: no such repository (``NAME_UNKNOWN``).
+    :raises AuthError: access denied.
+    """
+    registry = _registry(registry)
+    repo = _repository(repo)
+    if n is not None and (type(n) is not int or n < 1):
+        raise ValueError("n must be a positive int")
+    t = transport or default_transport()
+    policy = DEFAULT_RETRY if retry is None else retry
+    tokens = [token]
+    auth = _Auth(credentials, token_cache, registry, repo)
+    place = _Place(registry=registry, repository=repo, reference="")
+    path: str | None = f"/v2/{repo}/tags/list" + (f"?n={n}" if n is not None else "")
+    seen: set[str] = set()
+    while path is not None:
+        if path in seen or len(seen) >= MAX_TAG_PAGES:
+            raise RegistryError(
+                f"the tag list's pages do not end (page {len(seen) + 1} is {path!r})", **place
+            )
+        seen.add(path)
+        current = path
+        found, link = call(
+            functools.partial(
+                _tag_page_once, t, registry, repo, current, tokens, retry=policy, auth=auth
+            ),
+            policy=policy, what=f"GET {registry}/{repo} tags {current}",
+        )
+        path = (
+            None if link is None
+            else _same_origin_path(t.base_url(registry), current, link, place)
+        )
+        yield found, tokens[0]
+
+
+def tags(
+    registry: str,
+    repo: str,
+    token: str | None = None,
+    *,
+    n: int | None = None,
+    transport: Transport | None = None,
+    retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None,
+    token_cache: TokenCache | None = None,
+) -> tuple[list[str], str | None]:
+    """Every tag of ``registry/repo``, following ``Link`` to the last page; and the token.
+
+    See :func:`tag_pages` for paging, ``n`` and errors.
+    """
+    out: list[str] = []
+    tok = token
+    pages = tag_pages(
+        registry, repo, token, n=n, transport=transport, retry=retry, credentials=credentials,
+        token_cache=token_cache,
+    )
+    for page, latest in pages:
+        out.extend(page)
+        tok = latest
+    return out, tok
+
+
+__all__ += ["MAX_TAG_PAGE", "tag_pages", "tags"]

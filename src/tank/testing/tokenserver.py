@@ -9,6 +9,12 @@ Facts checked against CNCF distribution 2.8.2:
 * ``aud`` must be a plain string equal to the registry's ``service``, ``iss`` its ``issuer``;
 * ``exp``/``nbf``/``iat`` are integers (the registry allows 60 s of leeway on expiry);
 * ``access`` is a list of ``{type, name, actions}``; ``sub`` may be ``""`` (anonymous).
+
+Besides the token spec's ``GET /token`` (anonymous, or with Basic credentials), it takes the
+OAuth2 form (https://distribution.github.io/distribution/spec/auth/oauth/): ``POST /token`` with
+``grant_type=password`` (``username``, ``password``; ``access_type=offline`` adds a
+``refresh_token`` to the answer) or ``grant_type=refresh_token``. ``oauth = False`` makes the
+POST answer ``404``, as GCR does, for testing clients' fallback to the GET.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class TokenRequest:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    form: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,9 @@ class TokenServer(Closing):
         self.issuer = issuer
         self.expires_in = expires_in
         self.token_field: TokenField = "token"
+        #: whether ``POST /token`` (the OAuth2 form) is served; ``False`` answers it ``404``
+        self.oauth = True
+        self._refresh_tokens: dict[str, str] = {}
         self._state = _State()
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.kid = libtrust_key_id(self._key.public_key())
@@ -169,6 +179,15 @@ class TokenServer(Closing):
             "access": access,
         }
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+
+    def issue_refresh_token(self, user: str) -> str:
+        """A refresh token for ``user`` (what docker stores as ``identitytoken``)."""
+        if user not in self.users:
+            raise ValueError(f"unknown user {user!r}")
+        refresh = "rt-" + secrets.token_urlsafe(24)
+        with self._state.lock:
+            self._refresh_tokens[refresh] = user
+        return refresh
 
     def push_token(self, *repos: str) -> str:
         """A token allowing pull and push on each of ``repos``."""
@@ -262,6 +281,53 @@ class TokenServer(Closing):
             body["access_token"] = token
         return 200, body
 
+    def _answer_oauth(self, form: dict[str, list[str]]) -> tuple[int, Any]:
+        """The OAuth2 form: ``grant_type=password`` or ``refresh_token``."""
+        with self._state.lock:
+            if self._state.fail.remaining > 0:
+                self._state.fail.remaining -= 1
+                return self._state.fail.status, {"errors": [{"code": "UNAVAILABLE"}]}
+
+        def one(name: str) -> str:
+            return form.get(name, [""])[0]
+
+        service = one("service")
+        if service and service != self.service:
+            return 400, {"error": "invalid_request", "error_description": "unknown service"}
+        grant = one("grant_type")
+        refresh: str | None = None
+        if grant == "password":
+            user = one("username")
+            if user not in self.users or not secrets.compare_digest(
+                self.users[user], one("password")
+            ):
+                return 401, {"error": "invalid_grant", "details": "incorrect username or password"}
+            if one("access_type") == "offline":
+                refresh = self.issue_refresh_token(user)
+        elif grant == "refresh_token":
+            refresh = one("refresh_token")
+            with self._state.lock:
+                known = self._refresh_tokens.get(refresh)
+            if known is None:
+                return 401, {"error": "invalid_grant", "details": "unknown refresh token"}
+            user = known
+        else:
+            return 400, {"error": "unsupported_grant_type"}
+        scopes = [
+            parsed for part in one("scope").split(" ")
+            if part and (parsed := _parse_scope(part)) is not None
+        ]
+        token = self.mint(self._grant(user, scopes), subject=user, expires_in=self.expires_in)
+        body: dict[str, Any] = {
+            "access_token": token,
+            "expires_in": self.expires_in,
+            "scope": one("scope"),
+            "issued_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        return 200, body
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         outer = self
 
@@ -282,17 +348,23 @@ class TokenServer(Closing):
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                raw = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
                 query = parse_qs(split.query, keep_blank_values=True)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                form: dict[str, list[str]] = {}
+                if self.command == "POST" and "x-www-form-urlencoded" in headers.get(
+                    "content-type", ""
+                ):
+                    form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
                 with outer._state.lock:
                     outer._state.requests.append(
-                        TokenRequest(self.command, split.path, query, headers)
+                        TokenRequest(self.command, split.path, query, headers, form)
                     )
                 if split.path != "/token":
                     self._send(404, {"errors": [{"code": "NOT_FOUND"}]})
+                elif self.command == "POST" and outer.oauth:
+                    self._send(*outer._answer_oauth(form))
                 elif self.command != "GET":
                     self._send(404, {"errors": [{"code": "UNSUPPORTED"}]})
                 else:
