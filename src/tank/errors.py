@@ -20,10 +20,16 @@
     │   ├── ManifestTooLarge    a manifest over the size limit (refused before it is read whole)
     │   └── InvalidManifest     a manifest that is not a JSON object tank can trust
     ├── CacheMiss               the local cache lacks what was asked for (also a LookupError)
+    ├── ConfigError             a configuration file, setting or certs.d folder tank cannot use,
+    │                           or a registry the configuration blocks (also a ValueError)
     ├── StorageError            the local disk failed: no space left, read-only, permissions
     ├── LayoutError             an OCI layout directory tank cannot write into
     ├── ArchiveError            a docker-archive tank cannot write
-    └── UnsupportedLayer        a layer media type tank cannot read
+    ├── UnsupportedLayer        a layer media type tank cannot read
+    ├── InvalidImageConfig      an image config that is not what the image spec says (a ValueError)
+    └── UnpackError             a root filesystem tank cannot unpack: a refused entry, a bad target
+        ├── UnsafeEntry         a layer entry refused as unsafe or absurd (an escape, a bad name)
+        └── LayerTooLarge       a layer over a limit: uncompressed bytes, entries, header size
 
 Every message names what was being fetched: the registry, the repository and the reference or
 digest, and (for :class:`RegistryError`) the HTTP status and the registry's own error codes and
@@ -277,6 +283,14 @@ class CacheMiss(TankError, LookupError):
         return str(self.args[0])
 
 
+class ConfigError(TankError, ValueError):
+    """A configuration tank cannot use: a malformed config file or ``registries.conf``, a bad
+    environment setting, an unreadable ``certs.d`` folder, a registry the configuration blocks.
+
+    The message names the file or variable and the key.
+    """
+
+
 class LayoutError(TankError):
     """An OCI layout tank cannot write into: not a layout, or one with a broken index."""
 
@@ -308,16 +322,54 @@ class CorruptLayer(IntegrityError):
         self.path = path
 
 
+class InvalidImageConfig(TankError, ValueError):
+    """An image config that is not what the image spec says: a field of the wrong type, or
+    ``rootfs.diff_ids`` that do not match the manifest's layers."""
+
+
+class UnpackError(TankError):
+    """A root filesystem that cannot be unpacked (:mod:`tank.unpack`).
+
+    ``layer`` is the layer's digest and ``entry`` the tar entry's name, when the problem is one
+    entry's; either may be ``None``. ``reason`` is what went wrong.
+    """
+
+    def __init__(self, reason: str, *, layer: str | None = None, entry: str | None = None) -> None:
+        where = ""
+        if layer is not None:
+            where = f"layer {layer}"
+            if entry is not None:
+                where += f", entry {entry!r}"
+        elif entry is not None:
+            where = f"entry {entry!r}"
+        super().__init__(f"cannot unpack {where}: {reason}" if where else reason)
+        self.reason = reason
+        self.layer = layer
+        self.entry = entry
+
+
+class UnsafeEntry(UnpackError):
+    """A layer entry refused: it would reach outside the root (``..``, a hard link or symlinked
+    path leading out), or has an absurd name or an entry type tank does not create."""
+
+
+class LayerTooLarge(UnpackError):
+    """A layer over one of the unpack's limits: uncompressed bytes, entry count, header size."""
+
+
 __all__ = [
     "ArchiveError",
     "AuthError",
     "CacheMiss",
+    "ConfigError",
     "CorruptLayer",
     "DigestMismatch",
     "IntegrityError",
     "InvalidDigest",
+    "InvalidImageConfig",
     "InvalidManifest",
     "InvalidReference",
+    "LayerTooLarge",
     "LayoutError",
     "ManifestTooLarge",
     "NotFound",
@@ -329,6 +381,8 @@ __all__ = [
     "TLSError",
     "TankError",
     "TransportError",
+    "UnpackError",
+    "UnsafeEntry",
     "UnsupportedDigest",
     "UnsupportedLayer",
     "UnsupportedManifest",

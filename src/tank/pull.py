@@ -17,16 +17,23 @@ Network use, by case:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 
 from tank import mediatypes
+from tank.auth import TokenCache
+from tank.config import Config, Endpoint
+from tank.config import load as load_config
+from tank.credentials import Credentials, CredentialsArg, LazyCredentials, coerce, resolver
 from tank.digest import Digest, Hasher
 from tank.errors import (
     CacheMiss,
@@ -40,7 +47,15 @@ from tank.errors import (
 from tank.platform import Platform, host_platform, select
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
-from tank.registry import BlobStream, manifest, manifest_head, open_blob, parse_manifest
+from tank.registry import (
+    BlobStream,
+    ManifestHead,
+    ManifestInfo,
+    manifest,
+    manifest_head,
+    open_blob,
+    parse_manifest,
+)
 from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from tank.store import BlobWriter, Store
 from tank.transport import Transport
@@ -116,6 +131,8 @@ class PulledImage:
         (``output_kind`` says which), and ``output_tag`` the name the image has there.
     :ivar output_digest: the manifest digest in the layout: :attr:`digest`, except for a Docker v2
         manifest, which a layout holds rewritten with OCI media types (as skopeo does).
+    :ivar mirror: the mirror (``registry/repository``) that served the image, ``None`` when it
+        came from its own registry (or from the cache alone).
     """
 
     reference: Reference
@@ -135,6 +152,7 @@ class PulledImage:
     seconds: float
     output_kind: str | None = None
     platforms: tuple[Platform, ...] = ()
+    mirror: str | None = None
 
     def blob_path(self, digest: str) -> Path:
         """Where a blob of this image is in the cache."""
@@ -165,6 +183,7 @@ class PulledImage:
             "seconds": round(self.seconds, 3),
             "bytesDownloaded": self.bytes_downloaded,
             "bytesCached": self.bytes_cached,
+            "mirror": self.mirror,
         }
 
 
@@ -221,6 +240,25 @@ def _kind(media_type: str | None, doc: dict[str, Any], place: _Place | None = No
     raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}", **where)
 
 
+_T = TypeVar("_T")
+_log = logging.getLogger("tank.pull")
+
+
+@dataclass(eq=False)
+class _Source:
+    """Mirrors: one place the image can come from (tank.config.Endpoint), with its own token and
+    credentials (a mirror never gets the credentials meant for another registry)."""
+
+    registry: str
+    repository: str
+    credentials: LazyCredentials
+    mirror: bool = False
+    token: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+
 class _Puller:
     def __init__(
         self,
@@ -233,9 +271,15 @@ class _Puller:
         jobs: int,
         progress: ProgressCallback | None,
         retry: RetryPolicy,
+        credentials: CredentialsArg = None,
+        endpoints: list[Endpoint] | None = None,
     ) -> None:
         self.ref = ref
         self.retry = retry
+        # credentials for this registry (looked up on its first challenge), and one token cache
+        # for the whole pull: every thread reuses the token until shortly before it expires
+        self.credentials = resolver(credentials, ref.registry, ref.repository)
+        self.token_cache = TokenCache()
         self.cancelled = threading.Event()
         self.store = store
         self.transport = transport
@@ -243,7 +287,15 @@ class _Puller:
         self.refresh = refresh
         self.jobs = jobs
         self.progress = progress
-        self.token: str | None = None
+        # -- mirrors: the endpoints in order (mirrors, then the registry); `source` serves the
+        # pull once the top manifest resolved; `token` is the source's
+        self.sources = [
+            self._source(e, credentials)
+            for e in endpoints or [Endpoint(ref.registry, ref.repository)]
+        ]
+        self.upstream = self.sources[-1]
+        self.source = self.upstream
+        self.source_known = len(self.sources) == 1
         self._token_lock = threading.Lock()
         self.downloaded = 0
         self.cached = 0
@@ -256,6 +308,61 @@ class _Puller:
         if self.progress is not None:
             self.progress(event)
 
+    # -- mirrors (tank.config): which endpoint serves the pull --------------------------------
+
+    def _source(self, endpoint: Endpoint, credentials: CredentialsArg) -> _Source:
+        """A :class:`_Source` for ``endpoint``. The image's own registry gets the caller's
+        credentials; another host only a credential *source*'s lookup for that host."""
+        if endpoint.registry == self.ref.registry:
+            creds = self.credentials
+        elif isinstance(coerce(credentials), Credentials):  # the caller's, for its registry only
+            creds = resolver(None, endpoint.registry, endpoint.repository)
+        else:  # a credential source (or none): ask it for this host's own
+            creds = resolver(credentials, endpoint.registry, endpoint.repository)
+        return _Source(endpoint.registry, endpoint.repository, creds, mirror=endpoint.mirror)
+
+    @property
+    def token(self) -> str | None:
+        """The token of the endpoint serving the pull."""
+        return self.source.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self.source.token = value
+
+    def _on_sources(self, fn: Callable[[_Source, RetryPolicy], _T], *, top: bool) -> _T:
+        """``fn`` on the first endpoint that answers; a mirror's failure or miss falls through.
+
+        For the top manifest (``top``), and for anything asked before it (a manifest found in
+        the cache), every endpoint in order, mirrors with at most two tries each so that one that
+        is down costs little; the one that answers the top manifest serves the rest of the pull:
+        first it, then the registry itself when it was a mirror.
+        """
+        known = self.source_known and not top
+        if known:
+            candidates = [self.source] if self.source is self.upstream else [
+                self.source, self.upstream,
+            ]
+        else:
+            candidates = self.sources
+        quick = replace(
+            self.retry, attempts=min(self.retry.attempts, 2),
+            max_retry_after=min(self.retry.max_retry_after, 5.0),
+        )
+        for src in candidates[:-1]:
+            try:
+                result = fn(src, self.retry if known else quick)
+            except TankError as exc:
+                _log.debug("mirror %s: %s; trying the next endpoint", src, exc)
+                continue
+            if top:
+                self.source, self.source_known = src, True
+            return result
+        result = fn(candidates[-1], self.retry)
+        if top:
+            self.source, self.source_known = candidates[-1], True
+        return result
+
     # -- manifests ---------------------------------------------------------------------------
 
     def _cached_manifest(self, digest: Digest) -> tuple[str | None, dict[str, Any], bytes]:
@@ -263,12 +370,18 @@ class _Puller:
         media_type, doc = parse_manifest(raw, None, **self.place)
         return media_type, doc, raw
 
-    def _fetch_manifest(self, reference: str) -> tuple[Digest, str | None, dict[str, Any], int]:
-        info, token = manifest(
-            self.ref.registry, self.ref.repository, reference, self.token,
-            transport=self.transport, retry=self.retry,
-        )
-        self.token = token
+    def _fetch_manifest(
+        self, reference: str, *, top: bool = True
+    ) -> tuple[Digest, str | None, dict[str, Any], int]:
+        def one(src: _Source, policy: RetryPolicy) -> ManifestInfo:
+            info, src.token = manifest(
+                src.registry, src.repository, reference, src.token,
+                transport=self.transport, retry=policy,
+                credentials=src.credentials, token_cache=self.token_cache,
+            )
+            return info
+
+        info = self._on_sources(one, top=top)  # mirrors: first endpoint that has it
         digest = info.content_digest()
         self.store.put_bytes(digest, info.raw)
         return digest, info.media_type, info.json, len(info.raw)
@@ -296,10 +409,14 @@ class _Puller:
             media_type, doc, raw = self._cached_manifest(record.digest)
             return record.digest, media_type, doc, len(raw)
         if record is not None and known and not self.refresh:
-            head, self.token = manifest_head(
-                ref.registry, ref.repository, tag, self.token, transport=self.transport,
-                retry=self.retry,
-            )
+            def one(src: _Source, policy: RetryPolicy) -> ManifestHead:
+                head, src.token = manifest_head(
+                    src.registry, src.repository, tag, src.token, transport=self.transport,
+                    retry=policy, credentials=src.credentials, token_cache=self.token_cache,
+                )
+                return head
+
+            head = self._on_sources(one, top=True)  # mirrors: first endpoint that answers
             if head.digest == record.digest:
                 media_type, doc, raw = self._cached_manifest(record.digest)
                 return record.digest, media_type, doc, len(raw)
@@ -313,7 +430,7 @@ class _Puller:
             return media_type, doc, len(raw)
         if self.offline:
             raise CacheMiss(f"offline, and the manifest {digest} of {self.ref} is not cached")
-        _, media_type, doc, size = self._fetch_manifest(digest)
+        _, media_type, doc, size = self._fetch_manifest(digest, top=False)
         if size != descriptor.size:
             raise InvalidManifest(
                 f"the index says manifest {digest} has {descriptor.size} bytes, it has {size}",
@@ -340,7 +457,7 @@ class _Puller:
             self.emit(ProgressEvent("started", desc.digest, desc.size, what=what))
             if writer.resumed:
                 self.emit(ProgressEvent("bytes", desc.digest, desc.size, writer.resumed, what))
-            hasher = self._download(desc, writer, what)
+            hasher = self._download_any(desc, writer, what)
             try:
                 writer.commit(hasher)
             except DigestMismatch:
@@ -350,18 +467,40 @@ class _Puller:
                 self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written, what))
                 writer.restart()
                 writer.resumed = 0
-                writer.commit(self._download(desc, writer, what))
+                writer.commit(self._download_any(desc, writer, what))
         self._count(downloaded=desc.size)
         self.emit(ProgressEvent("finished", desc.digest, desc.size, what=what))
 
-    def _download(self, desc: Descriptor, writer: BlobWriter, what: str) -> Hasher:
+    def _download_any(self, desc: Descriptor, writer: BlobWriter, what: str) -> Hasher:
+        """Mirrors: :meth:`_download` from the endpoint serving the pull; when that mirror fails
+        or lacks the blob, from the registry itself, starting over from byte 0."""
+        last = self.upstream
+
+        def one(src: _Source, policy: RetryPolicy) -> Hasher:
+            try:
+                return self._download(desc, writer, what, src, policy)
+            except TankError:
+                if src is not last and writer.written:
+                    self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written,
+                                            what))
+                    writer.restart()
+                    writer.resumed = 0
+                raise
+
+        return self._on_sources(one, top=False)
+
+    def _download(
+        self, desc: Descriptor, writer: BlobWriter, what: str, src: _Source | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Hasher:
         """Stream ``desc`` into ``writer`` from where it stands; return the hash of all of it.
 
         A retryable failure mid-body (a reset, a timeout, a truncated body, a 5xx or 429 when
         reconnecting) resumes with ``Range`` from the last byte written, after the policy's
         backoff; a registry that answers ``200`` instead of ``206`` sends the blob again from 0.
         """
-        policy = self.retry
+        policy = policy or self.retry
+        src = src or self.source
         started = time.monotonic()
         hasher = writer.prefix_hasher.copy() if writer.written and writer.prefix_hasher else None
         if hasher is not None and writer.written == desc.size:
@@ -379,9 +518,9 @@ class _Puller:
             stream: BlobStream | None = None
             try:
                 with open_blob(
-                    self.ref.registry, self.ref.repository, desc.digest, self.token,
+                    src.registry, src.repository, desc.digest, src.token,
                     offset=offset, hasher=hasher, size=desc.size, transport=self.transport,
-                    retry=policy,
+                    retry=policy, credentials=src.credentials, token_cache=self.token_cache,
                 ) as stream:
                     if stream.offset != offset:  # the registry ignored Range
                         self.emit(ProgressEvent("restarted", desc.digest, desc.size, offset, what))
@@ -392,9 +531,9 @@ class _Puller:
                             raise KeyboardInterrupt
                         write(chunk)
                         emit(ProgressEvent("bytes", desc.digest, desc.size, len(chunk), what))
-                    if stream.token and stream.token != self.token:
+                    if stream.token and stream.token != src.token:
                         with self._token_lock:
-                            self.token = stream.token
+                            src.token = stream.token
                     return stream.hasher
             except TankError as exc:
                 if not is_retryable(exc) or attempt >= policy.attempts:
@@ -499,18 +638,21 @@ def pull(
     all_platforms: bool = False,
     output: str | None = None,
     cache: str | os.PathLike[str] | Store | None = None,
-    jobs: int = 4,
+    jobs: int | None = None,
     offline: bool = False,
     refresh: bool = False,
     progress: ProgressCallback | None = None,
     copy: bool = False,
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
+    credentials: CredentialsArg = None,
+    config: Config | None = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
     :param ref: an image reference (``alpine``, ``ghcr.io/o/r:tag``, ``name@sha256:…``).
-    :param platform: ``os/arch[/variant]`` to choose from an index; the host's by default.
+    :param platform: ``os/arch[/variant]`` to choose from an index; default the config's
+        ``platform``, else the host's.
     :param all_platforms: with an index, fetch every entry (attestations too) and write the
         whole index to an ``oci:`` output, a faithful copy; the returned image is still the
         ``platform`` one.
@@ -519,7 +661,8 @@ def pull(
         writes a tar that ``docker load`` reads (REF defaults to the reference).
     :param cache: the cache directory (or a :class:`~tank.store.Store`); default
         ``$TANK_CACHE``, else ``$XDG_CACHE_HOME/tank``, else ``~/.cache/tank``.
-    :param jobs: blobs downloaded at once (each over its own pooled connection).
+    :param jobs: blobs downloaded at once (each over its own pooled connection); default the
+        config's ``jobs``, else 4.
     :param offline: never touch the network; raise :class:`~tank.errors.CacheMiss` naming what
         is missing.
     :param refresh: re-fetch the manifest and the blobs even when cached.
@@ -527,10 +670,24 @@ def pull(
     :param copy: write the layout's blobs as copies, never hard links to the cache.
     :param retry: how transient failures are retried (default
         :data:`~tank.retry.DEFAULT_RETRY`); an interrupted blob resumes where it stopped.
-    :param transport: connection pool and TLS settings (a fresh pool sized for ``jobs``).
+    :param transport: connection pool, proxies, TLS settings and timeouts (default: the
+        config's, :meth:`tank.config.Config.transport`, a fresh pool sized for ``jobs``).
+    :param config: mirrors, insecure registries, trust, timeouts, default platform and jobs
+        (:class:`tank.config.Config`); default :func:`tank.config.load`, the configuration
+        files. A mirror that fails or lacks the image falls back to the next, then the registry.
+    :param credentials: for the image's registry: ``(username, password)``, a
+        :class:`~tank.credentials.Credentials`, or a :class:`~tank.credentials.CredentialSource`
+        such as :class:`~tank.credentials.CredentialStore` (what ``tank pull`` passes: the
+        machine's docker/podman credentials), asked only when the registry first challenges.
+        ``None``: anonymous. One token serves the whole pull, renewed shortly before it expires.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
+    # the configuration (tank.config): mirrors, trust, timeouts, default platform and jobs
+    cfg = config if config is not None else load_config()
+    endpoints = cfg.endpoints(reference)
+    jobs = jobs if jobs is not None else cfg.jobs or 4
+    platform = platform if platform is not None else cfg.platform
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     layout_target = archive_target = None
@@ -550,10 +707,11 @@ def pull(
         else platform if platform is not None else None
     )
     store = cache if isinstance(cache, Store) else Store(cache)
-    t = transport or Transport(pool_size=max(8, jobs))
+    t = transport or cfg.transport(pool_size=max(8, jobs))
     puller = _Puller(
         reference, store, transport=t, offline=offline, refresh=refresh, jobs=jobs,
-        progress=progress, retry=retry or DEFAULT_RETRY,
+        progress=progress, retry=retry or DEFAULT_RETRY, credentials=credentials,
+        endpoints=endpoints,
     )
     place = puller.place
 
@@ -687,6 +845,7 @@ def pull(
         platforms=tuple(
             p for p in (Platform.from_json(c.platform_json) for c in children) if p is not None
         ) if all_platforms else (),
+        mirror=str(puller.source) if puller.source.mirror else None,
     )
 
 
@@ -732,5 +891,16 @@ def _index_for_layout(
     store.put_bytes(new, raw)
     return new, mediatypes.OCI_INDEX, len(raw)
 
+
+class _CallableModule(types.ModuleType):
+    """``tank.pull`` names this module once it is imported (Python binds a submodule over the
+    package attribute of the same name); calling it calls :func:`pull`, so ``tank.pull(...)``
+    works whatever was imported first."""
+
+    def __call__(self, ref: str | Reference, **kwargs: Any) -> PulledImage:
+        return pull(ref, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Descriptor", "ProgressCallback", "ProgressEvent", "PulledImage", "pull"]

@@ -55,7 +55,11 @@ class LocalRegistry(Closing):
     """A ``docker-registry serve`` process with its own storage, config and log.
 
     Modes: open (default), ``token=TokenServer``, ``htpasswd={"user": "pw"}``,
-    ``tls=(certfile, keyfile)``.
+    ``tls=(certfile, keyfile)``, and with TLS, mutual TLS: ``client_ca=PEM``
+    (``http.tls.clientcas``: a client must present a certificate that CA signed;
+    ``client_cert=(cert, key)`` is the one the readiness probe presents). ``storage_dir``
+    serves another registry's storage (read-only use: a second registry, e.g. a mirror or a TLS
+    twin, without pushing again); it is kept at :meth:`close`.
     """
 
     def __init__(
@@ -66,10 +70,17 @@ class LocalRegistry(Closing):
         tls: tuple[str | Path, str | Path] | None = None,
         host: str = "127.0.0.1",
         binary: str = REGISTRY_BINARY,
+        client_ca: str | Path | None = None,
+        client_cert: tuple[str | Path, str | Path] | None = None,
+        storage_dir: str | Path | None = None,
     ) -> None:
         """Start the registry and wait until ``GET /v2/`` answers."""
         if token is not None and htpasswd is not None:
             raise ValueError("choose token or htpasswd auth, not both")
+        if client_ca is not None and (tls is None or client_cert is None):
+            raise ValueError("client_ca needs tls=(cert, key) and a client_cert for the probe")
+        self._client_ca = client_ca
+        self._client_cert = client_cert
         if not os.access(binary, os.X_OK):
             raise RegistryError(
                 f"{binary} not found: install the CNCF registry (apt-get install docker-registry)"
@@ -80,8 +91,11 @@ class LocalRegistry(Closing):
         self._token = token
         self._tls = tls
         self._dir = Path(tempfile.mkdtemp(prefix="tank-registry-"))
-        self.storage_dir = self._dir / "storage"
-        self.storage_dir.mkdir()
+        if storage_dir is not None:
+            self.storage_dir = Path(storage_dir)
+        else:
+            self.storage_dir = self._dir / "storage"
+            self.storage_dir.mkdir()
         self.log_path = self._dir / "registry.log"
         self.config_path = self._dir / "config.yml"
         self._htpasswd_path: Path | None = None
@@ -155,6 +169,8 @@ class LocalRegistry(Closing):
         if self._tls:
             cert, key = self._tls
             lines += ["  tls:", f"    certificate: {_q(cert)}", f"    key: {_q(key)}"]
+            if self._client_ca is not None:
+                lines += ["    clientcas:", f"      - {_q(self._client_ca)}"]
         lines += ["health:", "  storagedriver:", "    enabled: false"]
         if self._token is not None:
             t = self._token
@@ -205,6 +221,8 @@ class LocalRegistry(Closing):
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+            if self._client_cert is not None:
+                ctx.load_cert_chain(str(self._client_cert[0]), str(self._client_cert[1]))
             conn = http.client.HTTPSConnection(self.bind_host, self.port, timeout=2, context=ctx)
         else:
             conn = http.client.HTTPConnection(self.bind_host, self.port, timeout=2)
