@@ -51,3 +51,13 @@ def test_registry_error_message_names_place_status_and_codes() -> None:
     d = "sha256:" + "0" * 64
     assert "r.io/a/b@" + d in str(errors.NotFound("blob not found", registry="r.io",
                                                   repository="a/b", reference=d))
+
+
+def test_tank_pull_and_inspect_stay_callable_after_their_modules_are_imported() -> None:
+    code = (
+        "import tank.pull, tank.inspect, tank\n"
+        "from tank.pull import ProgressEvent\n"
+        "print(callable(tank.pull), callable(tank.inspect))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "True"]
