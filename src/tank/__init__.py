@@ -14,6 +14,11 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 
 - :func:`pull`, :class:`PulledImage`, :class:`ProgressEvent` — the whole pull (:mod:`tank.pull`).
 - :class:`Store` — the content-addressed cache (:mod:`tank.store`).
+- :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
+  tags`` and ``tank digest`` do (:mod:`tank.inspect`).
+- :class:`Credentials`, :class:`CredentialStore`, :class:`TokenCache` — credentials
+  (:mod:`tank.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
+  config files (:mod:`tank.config`).
 - :class:`Platform` — ``os/arch[/variant]`` (:mod:`tank.platform`).
 - :func:`manifest`, :func:`manifest_head`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
   :class:`ManifestInfo`, :class:`BlobStream` — the registry client (:mod:`tank.registry`).
@@ -34,6 +39,7 @@ from tank.errors import (
     ArchiveError,
     AuthError,
     CacheMiss,
+    ConfigError,
     CorruptLayer,
     DigestMismatch,
     IntegrityError,
@@ -46,6 +52,7 @@ from tank.errors import (
     PlatformNotFound,
     RegistryError,
     SizeMismatch,
+    StorageError,
     TankError,
     TLSError,
     TransportError,
@@ -57,7 +64,12 @@ from tank.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tank.auth import TokenCache
+    from tank.config import Config
+    from tank.config import load as load_config
+    from tank.credentials import Credentials, CredentialStore
     from tank.digest import Digest, Hasher
+    from tank.inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
     from tank.platform import Platform
     from tank.pull import ProgressEvent, PulledImage, pull
     from tank.reference import Reference
@@ -70,12 +82,25 @@ if TYPE_CHECKING:
         manifest,
         manifest_head,
         open_blob,
+        tags,
     )
     from tank.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
     from tank.store import Store
     from tank.transport import Transport
 
 _LAZY = {
+    "inspect": ("tank.inspect", "inspect"),
+    "list_tags": ("tank.inspect", "list_tags"),
+    "resolve_digest": ("tank.inspect", "resolve_digest"),
+    "Inspection": ("tank.inspect", "Inspection"),
+    "IndexEntry": ("tank.inspect", "IndexEntry"),
+    "LayerInfo": ("tank.inspect", "LayerInfo"),
+    "tags": ("tank.registry", "tags"),
+    "Credentials": ("tank.credentials", "Credentials"),
+    "CredentialStore": ("tank.credentials", "CredentialStore"),
+    "TokenCache": ("tank.auth", "TokenCache"),
+    "Config": ("tank.config", "Config"),
+    "load_config": ("tank.config", "load"),
     "pull": ("tank.pull", "pull"),
     "PulledImage": ("tank.pull", "PulledImage"),
     "ProgressEvent": ("tank.pull", "ProgressEvent"),
@@ -120,14 +145,21 @@ __all__ = [
     "AuthError",
     "BlobStream",
     "CacheMiss",
+    "Config",
+    "ConfigError",
     "CorruptLayer",
+    "CredentialStore",
+    "Credentials",
     "Digest",
     "DigestMismatch",
     "Hasher",
+    "IndexEntry",
+    "Inspection",
     "IntegrityError",
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "LayerInfo",
     "LayoutError",
     "ManifestInfo",
     "ManifestTooLarge",
@@ -140,9 +172,11 @@ __all__ = [
     "RegistryError",
     "RetryPolicy",
     "SizeMismatch",
+    "StorageError",
     "Store",
     "TLSError",
     "TankError",
+    "TokenCache",
     "Transport",
     "TransportError",
     "UnsupportedDigest",
@@ -151,9 +185,14 @@ __all__ = [
     "__version__",
     "blob",
     "download_blob",
+    "inspect",
+    "list_tags",
+    "load_config",
     "manifest",
     "manifest_head",
     "open_blob",
     "parse_reference",
     "pull",
+    "resolve_digest",
+    "tags",
 ]
