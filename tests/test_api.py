@@ -55,9 +55,9 @@ def test_registry_error_message_names_place_status_and_codes() -> None:
 
 def test_tank_pull_and_inspect_stay_callable_after_their_modules_are_imported() -> None:
     code = (
-        "import tank.pull, tank.inspect, tank\n"
+        "import tank.pull, tank.inspect, tank.unpack, tank\n"
         "from tank.pull import ProgressEvent\n"
-        "print(callable(tank.pull), callable(tank.inspect))\n"
+        "print(callable(tank.pull), callable(tank.inspect), callable(tank.unpack))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "True"]

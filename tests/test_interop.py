@@ -138,3 +138,25 @@ def test_docker_archive_output_is_read_by_skopeo(
                                  strict=True):
             data = tar.extractfile(path).read()  # type: ignore[union-attr]
             assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_cli_pull_into_a_root_filesystem(
+    cached: bool, registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    args = [sys.executable, "-m", "tank", "pull", f"{registry.host}/{seeded.repo}:multi",
+            "--platform", "linux/arm64", "-o", f"rootfs:{root}", "--cache", str(tmp_path / "c"),
+            "-q", "--json"]
+    if not cached:
+        args.append("--no-rootfs-cache")
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["output"] == f"rootfs:{root}"
+    child = seeded.multi.image_for("linux", "arm64", "v8")
+    for name, data in files_of(child).items():
+        assert (root / name).read_bytes() == data
+    assert (tmp_path / "c" / "rootfs").exists() is cached
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2  # DEST exists and is not empty
+    assert "not empty" in again.stderr

@@ -14,6 +14,7 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 
 - :func:`pull`, :class:`PulledImage`, :class:`ProgressEvent` — the whole pull (:mod:`tank.pull`).
 - :class:`Store` — the content-addressed cache (:mod:`tank.store`).
+- :func:`unpack`, :class:`ImageConfig` — root filesystems (:mod:`tank.unpack`).
 - :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
   tags`` and ``tank digest`` do (:mod:`tank.inspect`).
 - :class:`Credentials`, :class:`CredentialStore`, :class:`TokenCache` — credentials
@@ -44,8 +45,10 @@ from tank.errors import (
     DigestMismatch,
     IntegrityError,
     InvalidDigest,
+    InvalidImageConfig,
     InvalidManifest,
     InvalidReference,
+    LayerTooLarge,
     LayoutError,
     ManifestTooLarge,
     NotFound,
@@ -56,6 +59,8 @@ from tank.errors import (
     TankError,
     TLSError,
     TransportError,
+    UnpackError,
+    UnsafeEntry,
     UnsupportedDigest,
     UnsupportedLayer,
     UnsupportedManifest,
@@ -87,8 +92,11 @@ if TYPE_CHECKING:
     from tank.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
     from tank.store import Store
     from tank.transport import Transport
+    from tank.unpack import ImageConfig, unpack
 
 _LAZY = {
+    "unpack": ("tank.unpack", "unpack"),
+    "ImageConfig": ("tank.unpack", "ImageConfig"),
     "inspect": ("tank.inspect", "inspect"),
     "list_tags": ("tank.inspect", "list_tags"),
     "resolve_digest": ("tank.inspect", "resolve_digest"),
@@ -153,13 +161,16 @@ __all__ = [
     "Digest",
     "DigestMismatch",
     "Hasher",
+    "ImageConfig",
     "IndexEntry",
     "Inspection",
     "IntegrityError",
     "InvalidDigest",
+    "InvalidImageConfig",
     "InvalidManifest",
     "InvalidReference",
     "LayerInfo",
+    "LayerTooLarge",
     "LayoutError",
     "ManifestInfo",
     "ManifestTooLarge",
@@ -179,6 +190,8 @@ __all__ = [
     "TokenCache",
     "Transport",
     "TransportError",
+    "UnpackError",
+    "UnsafeEntry",
     "UnsupportedDigest",
     "UnsupportedLayer",
     "UnsupportedManifest",
@@ -195,4 +208,5 @@ __all__ = [
     "pull",
     "resolve_digest",
     "tags",
+    "unpack",
 ]

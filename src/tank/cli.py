@@ -345,13 +345,16 @@ def _config_options(f: _Cmd) -> _Cmd:
 
 
 @main.command(epilog="\b\nExamples:\n  tank pull alpine\n  tank pull ghcr.io/o/app:1.2 "
-              "-o oci:./app-layout --platform linux/arm64\n  tank pull alpine --json | jq "
+              "-o oci:./app-layout --platform linux/arm64\n"
+              "  tank pull alpine -o rootfs:./alpine-root\n"
+              "  tank pull alpine -o docker-archive:alpine.tar\n  tank pull alpine --json | jq "
               ".digest\n\n" + EXIT_CODES_HELP)
 @click.argument("reference")
-@click.option("-o", "--output", metavar="oci:DIR[:TAG] | docker-archive:FILE[:REF]",
+@click.option("-o", "--output", metavar="oci:DIR[:TAG] | docker-archive:FILE[:REF] | rootfs:DIR",
               help="Also write the image as an OCI image layout in DIR, named TAG (default: "
-                   "the reference's tag, or latest), or as a tar that docker load reads, "
-                   "tagged REF (default: the reference).")
+                   "the reference's tag, or latest); as a tar that docker load reads, "
+                   "tagged REF (default: the reference); or unpacked as a root filesystem "
+                   "into DIR (new or empty).")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]",
               help="The platform to take from a multi-platform image (default: the config's "
                    "platform, else this host's).")
@@ -366,6 +369,9 @@ def _config_options(f: _Cmd) -> _Cmd:
 @click.option("--offline", is_flag=True, help="Never touch the network; use the cache only.")
 @click.option("--refresh", is_flag=True, help="Re-fetch the manifest and blobs even if cached.")
 @click.option("--copy", is_flag=True, help="Copy blobs into the layout instead of linking.")
+@click.option("--no-rootfs-cache", is_flag=True,
+              help="With -o rootfs:DIR, unpack straight into DIR instead of building the root "
+                   "filesystem once in the cache and copying it out.")
 @click.option("--retries", type=click.IntRange(0, 100), default=4, show_default=True,
               help="Retries of a failed request (resets, timeouts, 429, 5xx), with backoff.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -374,7 +380,7 @@ def _config_options(f: _Cmd) -> _Cmd:
 def pull(
     reference: str, output: str | None, platform: str | None, all_platforms: bool,
     jobs: int | None, cache_dir: str | None, offline: bool, refresh: bool, copy: bool,
-    retries: int, quiet: bool, as_json: bool, settings: Config,
+    no_rootfs_cache: bool, retries: int, quiet: bool, as_json: bool, settings: Config,
 ) -> None:
     """Pull REFERENCE into the cache, verifying every byte, and optionally into a layout.
 
@@ -391,6 +397,7 @@ def pull(
             reference, platform=platform, all_platforms=all_platforms, output=output,
             cache=cache_dir, jobs=jobs, offline=offline, refresh=refresh, progress=progress,
             copy=copy, retry=policy, credentials=_credential_store(), config=settings,
+            rootfs_cache=not no_rootfs_cache,
         )
     except (TankError, KeyboardInterrupt) as exc:
         progress.close()
@@ -399,10 +406,7 @@ def pull(
     if as_json:
         click.echo(json.dumps(image.to_json(), indent=2))
         return
-    where = (
-        f" -> {image.output_kind}:{image.output}:{image.output_tag}"
-        if image.output is not None else ""
-    )
+    where = f" -> {image.to_json()['output']}" if image.output is not None else ""
     plat = f" {image.platform}" if image.platform else ""
     click.echo(
         f"{image.reference} {image.digest}{plat}: {len(image.layers)} layers, "

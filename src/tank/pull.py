@@ -16,6 +16,7 @@ Network use, by case:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -175,8 +176,10 @@ class PulledImage:
             "layers": [layer.to_json() for layer in self.layers],
             "cache": str(self.cache),
             "output": (
-                f"{self.output_kind}:{self.output}:{self.output_tag}"
-                if self.output is not None else None
+                None if self.output is None
+                else f"{self.output_kind}:{self.output}" + (
+                    f":{self.output_tag}" if self.output_tag else ""
+                )
             ),
             "platforms": [str(p) for p in self.platforms],
             "outputDigest": str(self.output_digest) if self.output_digest else None,
@@ -643,6 +646,7 @@ def pull(
     refresh: bool = False,
     progress: ProgressCallback | None = None,
     copy: bool = False,
+    rootfs_cache: bool = True,
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
     credentials: CredentialsArg = None,
@@ -658,7 +662,8 @@ def pull(
         ``platform`` one.
     :param output: ``oci:DIR[:TAG]`` writes an OCI image layout (TAG defaults to the
         reference's tag, or ``latest`` for a digest reference); ``docker-archive:FILE[:REF]``
-        writes a tar that ``docker load`` reads (REF defaults to the reference).
+        writes a tar that ``docker load`` reads (REF defaults to the reference);
+        ``rootfs:DIR`` unpacks the image into DIR (see :func:`tank.unpack.unpack`).
     :param cache: the cache directory (or a :class:`~tank.store.Store`); default
         ``$TANK_CACHE``, else ``$XDG_CACHE_HOME/tank``, else ``~/.cache/tank``.
     :param jobs: blobs downloaded at once (each over its own pooled connection); default the
@@ -668,6 +673,8 @@ def pull(
     :param refresh: re-fetch the manifest and the blobs even when cached.
     :param progress: called with :class:`ProgressEvent` objects, from worker threads.
     :param copy: write the layout's blobs as copies, never hard links to the cache.
+    :param rootfs_cache: with ``output="rootfs:DIR"``, build the root filesystem once in the
+        cache and copy it out (``False``: unpack straight into DIR); see :func:`tank.unpack.unpack`.
     :param retry: how transient failures are retried (default
         :data:`~tank.retry.DEFAULT_RETRY`); an interrupted blob resumes where it stopped.
     :param transport: connection pool, proxies, TLS settings and timeouts (default: the
@@ -691,8 +698,19 @@ def pull(
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     layout_target = archive_target = None
+    rootfs_target: Path | None = None
     if output is not None:
-        if output.startswith("docker-archive:"):
+        if output.startswith("rootfs:"):
+            rootfs_target = Path(output[len("rootfs:"):])
+            if not output[len("rootfs:"):]:
+                raise InvalidReference(output, "rootfs: needs a directory (rootfs:DIR)")
+            if rootfs_target.exists() and (
+                not rootfs_target.is_dir() or any(rootfs_target.iterdir())
+            ):
+                raise InvalidReference(output, f"{rootfs_target} exists and is not empty")
+            if all_platforms:
+                raise InvalidReference(output, "a root filesystem holds one platform's image")
+        elif output.startswith("docker-archive:"):
             from tank.archive import ArchiveTarget
 
             archive_target = ArchiveTarget.parse(output)
@@ -823,7 +841,7 @@ def pull(
             diff_ids=diff_ids,
             repo_tags=[out_tag],
         )
-    return PulledImage(
+    pulled = PulledImage(
         reference=reference,
         digest=image_digest,
         media_type=image_type,
@@ -846,6 +864,15 @@ def pull(
             p for p in (Platform.from_json(c.platform_json) for c in children) if p is not None
         ) if all_platforms else (),
         mirror=str(puller.source) if puller.source.mirror else None,
+    )
+    if rootfs_target is None:
+        return pulled
+    from tank.unpack import unpack
+
+    unpack(pulled, rootfs_target, cache=store, rootfs_cache=rootfs_cache)
+    return dataclasses.replace(
+        pulled, output=rootfs_target, output_kind="rootfs", output_tag=None,
+        seconds=time.perf_counter() - started,
     )
 
 
