@@ -292,11 +292,43 @@ def run_tank(built: Built, dest: Path, *, as_nobody: bool, **options: Any) -> st
     return proc.stderr
 
 
+_READABLE_PATH: list[str] = []
+
+
+def readable_pythonpath() -> str:
+    """A world-readable copy of the packages the unprivileged child imports.
+
+    The checkout (and its .venv) may sit in a directory only root can enter, such as a fresh
+    clone under ``mktemp -d``: uid 65534 could then not import tank at all.
+    """
+    if not _READABLE_PATH:
+        import filelock
+        import platformdirs
+        import urllib3
+
+        import tank
+
+        root = Path(tempfile.mkdtemp(prefix="tank-pythonpath-", dir="/tmp"))
+        for module in (tank, zstandard, filelock, urllib3, platformdirs):
+            source = Path(module.__file__ or "").parent
+            shutil.copytree(source, root / source.name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        for dirpath, _, filenames in os.walk(root):
+            os.chmod(dirpath, 0o755)  # noqa: S103 - uid 65534 must read the copy
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        root.chmod(0o755)
+        _READABLE_PATH.append(str(root))
+    return _READABLE_PATH[0]
+
+
 def unprivileged(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` as uid/gid 65534 with no supplementary groups (when root), else as is."""
     prefix = ([SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
               if IS_ROOT else [])
     env = {**os.environ, "HOME": tempfile.gettempdir(), "PYTHONDONTWRITEBYTECODE": "1"}
+    if IS_ROOT:
+        env["PYTHONPATH"] = readable_pythonpath()
     return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=300,
                           check=False, env=env)
 
