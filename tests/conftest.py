@@ -60,6 +60,33 @@ def token_registry(token_server: TokenServer, seeded: Seeded) -> Iterator[LocalR
         yield reg
 
 
+_HOST_SETTINGS = (
+    "TANK_CONFIG", "TANK_CACHE", "REGISTRY_AUTH_FILE",
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
+    "ALL_PROXY", "all_proxy",
+    "TANK_CONNECT_TIMEOUT", "TANK_READ_TIMEOUT", "TANK_SPEED_LIMIT", "TANK_SPEED_TIME",
+)
+
+
+@pytest.fixture(scope="session")
+def _empty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("host-settings")
+
+
+@pytest.fixture(autouse=True)
+def _host_settings_never_reach_tank(monkeypatch: pytest.MonkeyPatch, _empty_home: Path) -> None:
+    """Nothing of this machine's configuration (proxies, config files, certs.d, credentials)
+    changes a result: every place tank reads points at an empty directory. Tests that need a
+    setting write it there themselves (see tests/isolated.py)."""
+    for name in _HOST_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_empty_home / "config"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(_empty_home / "run"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(_empty_home / "docker"))
+    monkeypatch.setenv("TANK_CERTS_D", str(_empty_home / "certs.d"))
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(_empty_home / "registries.conf"))
+
+
 @pytest.fixture(autouse=True)
 def _reset_token_server_records(request: pytest.FixtureRequest) -> None:
     """Each test starts with an empty token-request log and no pending failures."""

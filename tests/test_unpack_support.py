@@ -329,6 +329,11 @@ def unprivileged(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": tempfile.gettempdir(), "PYTHONDONTWRITEBYTECODE": "1"}
     if IS_ROOT:
         env["PYTHONPATH"] = readable_pythonpath()
+        # the test session's empty settings folders are root's; give the child its own
+        nothing = str(Path(env["PYTHONPATH"]) / "no-settings")
+        for name in ("XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "DOCKER_CONFIG", "TANK_CERTS_D",
+                     "CONTAINERS_REGISTRIES_CONF"):
+            env[name] = nothing
     return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=300,
                           check=False, env=env)
 
