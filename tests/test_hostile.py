@@ -169,3 +169,28 @@ def test_a_manifest_digest_that_lies_about_the_child(
     with pytest.raises(DigestMismatch, match=child.manifest_digest):
         pull(f"{front.host}/{seeded.repo}:multi", cache=tmp_path, platform="linux/arm64")
     assert not Store(tmp_path).has_blob(child.manifest_digest)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Huge": "a" * 200_000},  # one header line over http.client's 64 KiB limit
+        {f"X-Many-{i}": "x" for i in range(150)},  # more than the 100 headers allowed
+    ],
+)
+def test_absurd_response_headers_are_a_clear_error(
+    headers: dict[str, str], registry: LocalRegistry, make_front: MakeFront, seeded: Seeded,
+    tmp_path: Path,
+) -> None:
+    from tank.errors import TransportError
+    from tank.retry import RetryPolicy
+
+    front = make_front(registry.url)
+    front.respond = lambda r: (200, {**headers, "Content-Type": OCI_MANIFEST}, b"{}") if (
+        "/manifests/" in r.path) else None
+    fast = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+    with pytest.raises(TransportError) as info:
+        pull(f"{front.host}/{seeded.repo}:latest", cache=tmp_path, retry=fast)
+    assert "gave up after 2 attempts" in str(info.value)
+    assert len(str(info.value)) < 2_000  # the error does not echo the absurd header
+    assert Store(tmp_path).verify() == []
