@@ -590,6 +590,22 @@ def manifest(
     return info, tokens[0]
 
 
+def _header_digest(response: BaseHTTPResponse, place: _Place) -> Digest | None:
+    """The ``Docker-Content-Digest`` header, validated; ``None`` when the registry omitted it.
+
+    Only the registry's word: the caller checks it against the bytes it fetches.
+    """
+    header = (response.headers.get("Docker-Content-Digest") or "").strip()
+    if not header:
+        return None
+    try:
+        return Digest.parse(header)
+    except InvalidDigest as exc:
+        raise RegistryError(
+            f"invalid Docker-Content-Digest header: {exc.reason}", **place
+        ) from None
+
+
 def _manifest_once(
     t: Transport,
     registry: str,
@@ -625,15 +641,7 @@ def _manifest_once(
         raise ManifestTooLarge(f"manifest is over the {max_size}-byte limit", **place)
     release(response)
 
-    header = response.headers.get("Docker-Content-Digest")
-    header_digest: Digest | None = None
-    if header:
-        try:
-            header_digest = Digest.parse(header.strip())
-        except InvalidDigest as exc:
-            raise RegistryError(
-                f"invalid Docker-Content-Digest header: {exc.reason}", **place
-            ) from None
+    header_digest = _header_digest(response, place)
     for expected, source in ((ref, "the digest asked for"), (header_digest, "the header")):
         if isinstance(expected, Digest):
             h = expected.hasher()
@@ -713,15 +721,7 @@ def _manifest_head_once(
     )
     _raise_for_status(response, what="manifest", **place)
     release(response)
-    header = (response.headers.get("Docker-Content-Digest") or "").strip()
-    digest: Digest | None = None
-    if header:
-        try:
-            digest = Digest.parse(header)
-        except InvalidDigest as exc:
-            raise RegistryError(
-                f"invalid Docker-Content-Digest header: {exc.reason}", **place
-            ) from None
+    digest = _header_digest(response, place)
     length = response.headers.get("Content-Length")
     return ManifestHead(
         digest=digest,
