@@ -9,12 +9,51 @@ that always fails with a message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["helper_calls", "read_db", "write_broken_helper", "write_helper"]
+from tank.testing.images import Pusher
+from tank.testing.registry import LocalRegistry
+from tank.testing.seed import Seeded, seed_registry
+from tank.testing.tokenserver import TokenServer
+
+__all__ = [
+    "helper_calls",
+    "htpasswd_registry",
+    "private_registry",
+    "read_db",
+    "write_broken_helper",
+    "write_helper",
+]
+
+
+@contextlib.contextmanager
+def htpasswd_registry(seeded: Seeded, user: str, password: str) -> Iterator[LocalRegistry]:
+    """A registry in htpasswd mode with one account, seeded."""
+    with (
+        LocalRegistry(htpasswd={user: password}) as reg,
+        Pusher(reg.url, basic=(user, password)) as pusher,
+    ):
+        seed_registry(pusher, seeded)
+        yield reg
+
+
+@contextlib.contextmanager
+def private_registry(
+    seeded: Seeded, user: str, password: str
+) -> Iterator[tuple[TokenServer, LocalRegistry]]:
+    """Token mode where ``seeded.repo`` is private to ``user`` (``library/public`` is public)."""
+    with (
+        TokenServer(users={user: password}, public={"library/public"}) as ts,
+        LocalRegistry(token=ts) as reg,
+        Pusher(reg.url, token=ts.push_token(seeded.repo)) as pusher,
+    ):
+        seed_registry(pusher, seeded)
+        yield ts, reg
 
 _SCRIPT = '''#!{python}
 import json, pathlib, sys

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 import tank.registry as api
-from credhelper import helper_calls, write_broken_helper, write_helper
+from credhelper import (
+    helper_calls,
+    htpasswd_registry,
+    private_registry,
+    write_broken_helper,
+    write_helper,
+)
 from fronts import MakeCDN, MakeFront
 from tank.auth import Challenge, Token, TokenCache, fetch_token
 from tank.credentials import (
@@ -30,9 +36,8 @@ from tank.credentials import (
 )
 from tank.errors import AuthError
 from tank.pull import pull
-from tank.testing.images import Pusher
 from tank.testing.registry import LocalRegistry
-from tank.testing.seed import Seeded, seed_registry
+from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer
 from tank.transport import Transport
 
@@ -73,23 +78,14 @@ def docker_config(tmp_path: Path, doc: Any) -> Path:
 @pytest.fixture(scope="module")
 def basic_registry(seeded: Seeded) -> Iterator[LocalRegistry]:
     """A registry in htpasswd mode (bob), seeded."""
-    with (
-        LocalRegistry(htpasswd={USER: PASSWORD}) as reg,
-        Pusher(reg.url, basic=(USER, PASSWORD)) as pusher,
-    ):
-        seed_registry(pusher, seeded)
+    with htpasswd_registry(seeded, USER, PASSWORD) as reg:
         yield reg
 
 
 @pytest.fixture(scope="module")
 def _private(seeded: Seeded) -> Iterator[tuple[TokenServer, LocalRegistry]]:
-    with (
-        TokenServer(users={ALICE: ALICE_PW}, public={"library/public"}) as ts,
-        LocalRegistry(token=ts) as reg,
-        Pusher(reg.url, token=ts.push_token(seeded.repo)) as pusher,
-    ):
-        seed_registry(pusher, seeded)
-        yield ts, reg
+    with private_registry(seeded, ALICE, ALICE_PW) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from credhelper import helper_calls, read_db, write_helper
-from tank.testing.images import Pusher
+from credhelper import helper_calls, htpasswd_registry, private_registry, read_db, write_helper
 from tank.testing.registry import LocalRegistry
-from tank.testing.seed import Seeded, seed_registry
+from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer
 
 USER, PASSWORD = "bob", "login-pw-123"
@@ -38,24 +37,15 @@ OTHER_KEYS: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def basic_registry(seeded: Seeded) -> Iterator[LocalRegistry]:
     """A registry in htpasswd mode, seeded."""
-    with (
-        LocalRegistry(htpasswd={USER: PASSWORD}) as reg,
-        Pusher(reg.url, basic=(USER, PASSWORD)) as pusher,
-    ):
-        seed_registry(pusher, seeded)
+    with htpasswd_registry(seeded, USER, PASSWORD) as reg:
         yield reg
 
 
 @pytest.fixture(scope="module")
 def private(seeded: Seeded) -> Iterator[tuple[TokenServer, LocalRegistry]]:
     """Token mode; ``seeded.repo`` is private to alice."""
-    with (
-        TokenServer(users={ALICE: ALICE_PW}, public={"library/public"}) as ts,
-        LocalRegistry(token=ts) as reg,
-        Pusher(reg.url, token=ts.push_token(seeded.repo)) as pusher,
-    ):
-        seed_registry(pusher, seeded)
-        yield ts, reg
+    with private_registry(seeded, ALICE, ALICE_PW) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -318,23 +318,10 @@ def _iter_rootfs(store: Store) -> Iterator[_Tree]:
 
 def _iter_ingest(store: Store) -> Iterator[tuple[Digest, Path, os.stat_result]]:
     """Ingest files (``ingest/<alg>-<hex>.part``) with their ``lstat``."""
-    base = store.root / "ingest"
-    try:
-        entries = sorted(os.scandir(base), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        stem, dot, suffix = entry.name.partition(".")
-        algorithm, _, hex_part = stem.partition("-")
-        if not dot or suffix != "part":
-            continue
-        try:
-            d = Digest.parse(f"{algorithm}:{hex_part}")
-        except InvalidDigest:
-            continue
-        st = _regular(Path(entry.path))
+    for d, path in store.iter_ingest():
+        st = _regular(path)
         if st is not None:
-            yield d, Path(entry.path), st
+            yield d, path, st
 
 
 def _held(store: Store, digest: str) -> bool:

@@ -532,17 +532,16 @@ class Store:
             return CorruptBlob(d, path, actual, f"content hashes to {actual}")
         return None
 
-    def clean_ingest(self) -> int:
-        """Remove ingest files left by crashed writers; how many were removed.
+    def iter_ingest(self) -> Iterator[tuple[Digest, Path]]:
+        """Every ingest file (``ingest/<alg>-<hex>.part``), by name order, with its digest.
 
-        An ingest file whose lock someone holds (a download in progress) is left alone.
+        Files that are not named so are not tank's and are left out.
         """
         ingest = self.root / "ingest"
         try:
             entries = sorted(os.scandir(ingest), key=lambda e: e.name)
         except (FileNotFoundError, NotADirectoryError):
-            return 0
-        removed = 0
+            return
         for entry in entries:
             stem, dot, suffix = entry.name.partition(".")
             algorithm, _, hex_part = stem.partition("-")
@@ -552,13 +551,22 @@ class Store:
                 d = Digest.parse(f"{algorithm}:{hex_part}")
             except InvalidDigest:
                 continue
+            yield d, Path(entry.path)
+
+    def clean_ingest(self) -> int:
+        """Remove ingest files left by crashed writers; how many were removed.
+
+        An ingest file whose lock someone holds (a download in progress) is left alone.
+        """
+        removed = 0
+        for d, path in self.iter_ingest():
             lock = self._lock(d)
             try:
                 lock.acquire(timeout=0)
             except TimeoutError:  # filelock.Timeout is a TimeoutError
                 continue  # being written right now
             try:
-                if _unlink(Path(entry.path)):
+                if _unlink(path):
                     removed += 1
             finally:
                 lock.release()
