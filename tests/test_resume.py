@@ -299,10 +299,10 @@ def test_a_token_that_really_expires_mid_pull_is_renewed(
     token_registry: LocalRegistry, token_server: TokenServer, make_front: MakeFront,
     seeded: Seeded, tmp_path: Path,
 ) -> None:
-    """The registry allows 60 s of leeway past ``exp``: a token issued 58 s "expired" is good for
-    about 2 s. The manifest is fetched with it; the blob requests are held until it has lapsed,
+    """The registry allows 60 s of leeway past ``exp``: a token issued 55 s "expired" is good for
+    about 5 s. The manifest is fetched with it; the blob requests are held until it has lapsed,
     so the registry itself refuses it, and tank must fetch a new one and carry on."""
-    token_server.expires_in = -58
+    token_server.expires_in = -55
     front = make_front(token_registry.url)
     held = threading.Event()
 
@@ -310,7 +310,7 @@ def test_a_token_that_really_expires_mid_pull_is_renewed(
         if "/blobs/" in r.path and not held.is_set():
             held.set()
             token_server.expires_in = 300  # the renewal gets a good token
-            time.sleep(3.5)
+            time.sleep(6.5)
         return None  # forward to the real registry
 
     front.respond = hold_first_blob
