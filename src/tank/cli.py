@@ -4,9 +4,10 @@ stdout carries only data (a summary line, or the ``--json`` document); progress,
 errors go to stderr. Progress bars are drawn only when stderr is a terminal; otherwise one plain
 line per finished blob; nothing with ``-q``.
 
-Exit codes: 0 ok, 1 other error, 2 usage (bad arguments, references or platforms), 3 not found
-(no such image, tag, platform; offline and not cached), 4 authentication or authorisation,
-5 integrity (digest or size mismatch), 6 network or registry unavailable, 130 interrupted.
+Exit codes: 0 ok, 1 other error, 2 usage (bad arguments, references, platforms or
+configuration), 3 not found (no such image, tag, platform; offline and not cached),
+4 authentication or authorisation, 5 integrity (digest or size mismatch), 6 network or registry
+unavailable, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0    ok
   1    other error
-  2    usage: bad arguments, reference or platform
+  2    usage: bad arguments, reference, platform or configuration
   3    not found: image, tag or platform; offline and not cached
   4    authentication or authorisation failed
   5    integrity: digest or size mismatch
@@ -382,7 +383,7 @@ def pull(
     jobs: int | None, cache_dir: str | None, offline: bool, refresh: bool, copy: bool,
     no_rootfs_cache: bool, retries: int, quiet: bool, as_json: bool, settings: Config,
 ) -> None:
-    """Pull REFERENCE into the cache, verifying every byte, and optionally into a layout.
+    """Pull REFERENCE into the cache, verifying every byte; optionally write it out.
 
     An interrupted pull (Ctrl-C, a lost connection, a killed process) keeps what it downloaded;
     the next pull of the same image resumes each blob where it stopped.
