@@ -233,7 +233,7 @@ def test_symlinks_swapped_in_during_the_unpack_never_lead_out(canary: Canary) ->
         for _ in range(3):
             for child in os.listdir(canary.root):
                 if (canary.root / child).is_symlink():
-                    (canary.root / child).unlink()
+                    (canary.root / child).unlink(missing_ok=True)  # the swapper may be faster
             try:
                 unpack_layers(built.layers, built.diff_ids, canary.root)
             except UnpackError:
