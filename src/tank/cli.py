@@ -303,8 +303,9 @@ def main(debug: bool) -> None:
 _Cmd = TypeVar("_Cmd", bound="Callable[..., Any]")
 
 
-def _config_options(f: _Cmd) -> _Cmd:
-    """``--ca-file FILE``, ``--insecure-registry HOST[:PORT]`` (repeatable) and ``--config FILE``.
+def _trust_options(*, config_option: bool) -> Callable[[_Cmd], _Cmd]:
+    """``--ca-file FILE``, ``--insecure-registry HOST[:PORT]`` (repeatable) and, with
+    ``config_option``, ``--config FILE``.
 
     The command receives them as one ``settings`` argument: the configuration files
     (:func:`tank.config.load`) with the options applied, a :class:`tank.config.Config`. Pass it
@@ -312,37 +313,52 @@ def _config_options(f: _Cmd) -> _Cmd:
     :class:`~tank.transport.Transport`. A configuration that cannot be used exits 2.
     """
 
-    @functools.wraps(f)
-    def wrapper(
-        *args: Any, ca_file: str | None, insecure_registries: tuple[str, ...],
-        config_file: str | None, **kwargs: Any,
-    ) -> Any:
-        from tank.config import load
+    def decorate(f: _Cmd) -> _Cmd:
+        @functools.wraps(f)
+        def wrapper(
+            *args: Any, ca_file: str | None, insecure_registries: tuple[str, ...],
+            config_file: str | None = None, **kwargs: Any,
+        ) -> Any:
+            from tank.config import load
 
-        try:
-            settings = load(config_file).with_options(
-                ca_file=ca_file, insecure_registries=insecure_registries
+            try:
+                settings = load(config_file).with_options(
+                    ca_file=ca_file, insecure_registries=insecure_registries
+                )
+            except TankError as exc:
+                _fail(exc)
+            return f(*args, settings=settings, **kwargs)
+
+        options = [
+            click.option("--ca-file", metavar="FILE",
+                         type=click.Path(exists=True, dir_okay=False),
+                         help="Also trust the CAs in this PEM file (a registry with a private "
+                              "CA; per registry: ~/.config/tank/certs.d/HOST[:PORT]/*.crt)."),
+            click.option("--insecure-registry", "insecure_registries", metavar="HOST[:PORT]",
+                         multiple=True,
+                         help="Allow this registry plain HTTP or TLS without verification "
+                              "(repeatable)."),
+        ]
+        if config_option:
+            options.append(
+                click.option("--config", "config_file", metavar="FILE",
+                             type=click.Path(dir_okay=False),
+                             help="tank's config file [env TANK_CONFIG; default "
+                                  "~/.config/tank/config.toml].")
             )
-        except TankError as exc:
-            _fail(exc)
-        return f(*args, settings=settings, **kwargs)
+        command: Any = wrapper
+        for option in reversed(options):
+            command = option(command)
+        return cast("_Cmd", command)
 
-    options = [
-        click.option("--ca-file", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
-                     help="Also trust the CAs in this PEM file (a registry with a private CA; "
-                          "per registry: ~/.config/tank/certs.d/HOST[:PORT]/*.crt)."),
-        click.option("--insecure-registry", "insecure_registries", metavar="HOST[:PORT]",
-                     multiple=True,
-                     help="Allow this registry plain HTTP or TLS without verification "
-                          "(repeatable)."),
-        click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="tank's config file [env TANK_CONFIG; default "
-                          "~/.config/tank/config.toml]."),
-    ]
-    command: Any = wrapper
-    for option in reversed(options):
-        command = option(command)
-    return cast("_Cmd", command)
+    return decorate
+
+
+#: the trust options plus ``--config FILE``, for every command that talks to a registry
+_config_options = _trust_options(config_option=True)
+#: the same without ``--config`` (``tank inspect --config`` prints the config blob; the file
+#: comes from ``$TANK_CONFIG``)
+_inspect_trust_options = _trust_options(config_option=False)
 
 
 @main.command(epilog="\b\nExamples:\n  tank pull alpine\n  tank pull ghcr.io/o/app:1.2 "
@@ -587,39 +603,6 @@ def _retries_option(f: _F) -> _F:
         help="Retries of a failed request (resets, timeouts, 429, 5xx), with backoff.",
     )
     return option(f)
-
-
-def _inspect_trust_options(f: _F) -> _F:
-    """``--ca-file`` and ``--insecure-registry`` as :func:`_config_options` has them, without
-    its ``--config FILE`` (``tank inspect --config`` prints the config blob; ``$TANK_CONFIG``
-    names the file); the command receives ``settings`` all the same."""
-
-    @functools.wraps(f)
-    def wrapper(
-        *args: Any, ca_file: str | None, insecure_registries: tuple[str, ...], **kwargs: Any
-    ) -> Any:
-        from tank.config import load
-
-        try:
-            settings = load().with_options(
-                ca_file=ca_file, insecure_registries=insecure_registries
-            )
-        except TankError as exc:
-            _fail(exc)
-        return f(*args, settings=settings, **kwargs)
-
-    command: Any = wrapper
-    for option in reversed([
-        click.option("--ca-file", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
-                     help="Also trust the CAs in this PEM file (a registry with a private CA; "
-                          "per registry: ~/.config/tank/certs.d/HOST[:PORT]/*.crt)."),
-        click.option("--insecure-registry", "insecure_registries", metavar="HOST[:PORT]",
-                     multiple=True,
-                     help="Allow this registry plain HTTP or TLS without verification "
-                          "(repeatable)."),
-    ]):
-        command = option(command)
-    return cast("_F", command)
 
 
 def _remote(settings: Config, retries: int) -> dict[str, Any]:
