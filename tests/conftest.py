@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fronts import CDN, BlobStorage, Front, MakeCDN, MakeFront
+from referees import write_policy
 from tank.testing.images import Pusher
 from tank.testing.registry import REGISTRY_BINARY, LocalRegistry
 from tank.testing.seed import Seeded, build_seed, seed_registry
@@ -131,6 +132,12 @@ def make_cdn() -> Iterator[MakeCDN]:
     yield make
     for cdn in made:
         cdn.close()
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> str:
+    """A containers-policy.json for skopeo that accepts anything (local, unsigned images)."""
+    return write_policy(tmp_path)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import zstandard
 
+from referees import ok, run, tool
 from tank.archive import (
     ArchiveError,
     ArchiveTarget,
@@ -386,28 +386,6 @@ def test_parse_refuses(spec: str, reason: str) -> None:
 
 
 # -- interop: skopeo and umoci read what tank writes -------------------------------------------
-
-
-def tool(name: str) -> str:
-    """The path of a Debian interop tool; fail (not skip) with the fix when it is missing."""
-    path = f"/usr/bin/{name}"
-    if not os.access(path, os.X_OK):
-        pytest.fail(
-            f"{path} is missing: the docker-archive interop tests need skopeo and umoci "
-            "(Debian: apt-get install skopeo umoci; scripts/bootstrap does it)",
-            pytrace=False,
-        )
-    return path
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-
-
-def ok(*argv: str) -> subprocess.CompletedProcess[str]:
-    done = run(*argv)
-    assert done.returncode == 0, f"{' '.join(argv)}\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 def layer_files(image: Image) -> dict[str, bytes]:

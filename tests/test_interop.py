@@ -9,23 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from referees import ok
 from tank.pull import pull
 from tank.testing.images import Image
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"{' '.join(argv)}:\n{out.stdout}\n{out.stderr}"
-    return out
-
-
-@pytest.fixture
-def policy(tmp_path: Path) -> str:
-    path = tmp_path / "policy.json"
-    path.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-    return str(path)
 
 
 def files_of(image: Image) -> dict[str, bytes]:
@@ -69,15 +57,15 @@ def test_layout_passes_every_referee(
     else:
         assert image.output_digest == image.digest
 
-    run("oci-image-tool", "validate", "--type", "image", "--ref", "name=v1", str(layout))
+    ok("oci-image-tool", "validate", "--type", "image", "--ref", "name=v1", str(layout))
 
     out = tmp_path / "dir"
-    run("skopeo", "--policy", policy, "copy", f"oci:{layout}:v1", f"dir:{out}")
+    ok("skopeo", "--policy", policy, "copy", f"oci:{layout}:v1", f"dir:{out}")
     for blob in expected.blobs():
         assert (out / blob.digest.split(":")[1]).read_bytes() == blob.data
 
     bundle = tmp_path / "bundle"
-    run("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
+    ok("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
     for name, data in files_of(expected).items():
         assert (bundle / "rootfs" / name).read_bytes() == data
 
@@ -127,7 +115,7 @@ def test_docker_archive_output_is_read_by_skopeo(
     doc = json.loads(out.stdout)
     repo_tag = f"{registry.host}/{seeded.repo}:{tag}"
     assert doc["output"] == f"docker-archive:{archive}:{repo_tag}"
-    inspected = json.loads(run("skopeo", "inspect", f"docker-archive:{archive}:{repo_tag}").stdout)
+    inspected = json.loads(ok("skopeo", "inspect", f"docker-archive:{archive}:{repo_tag}").stdout)
     expected: Image = getattr(seeded, tag)
     config = json.loads(expected.config.data)
     assert inspected["Layers"] == config["rootfs"]["diff_ids"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from referees import ok, run, tool
 from tank.errors import InvalidDigest, InvalidReference, SizeMismatch, TankError
 from tank.layout import (
     FICLONE,
@@ -474,41 +475,6 @@ def test_bad_digests_never_become_paths(tmp_path: Path, cache: Path) -> None:
 
 
 # -- interop: the reference tools read what tank writes ----------------------------------------
-
-POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
-
-
-def tool(name: str) -> str:
-    """The path of a Debian interop tool; fail (not skip) with the fix when it is missing."""
-    path = f"/usr/bin/{name}"
-    if not os.access(path, os.X_OK):
-        pytest.fail(
-            f"{path} is missing: the interop tests need skopeo, umoci and oci-image-tool "
-            "(Debian: apt-get install skopeo umoci oci-image-tool; scripts/bootstrap does it)",
-            pytrace=False,
-        )
-    return path
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run a tool, capturing its output."""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-
-
-def ok(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run a tool and require success, showing its output otherwise."""
-    done = run(*argv)
-    assert done.returncode == 0, f"{' '.join(argv)}\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-@pytest.fixture
-def policy(tmp_path: Path) -> str:
-    """A containers-policy.json that accepts anything (the layout is local and unsigned)."""
-    path = tmp_path / "policy.json"
-    path.write_text(json.dumps(POLICY))
-    return str(path)
-
 
 @pytest.fixture
 def sample_layout(tmp_path: Path, cache: Path) -> tuple[Path, Image]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fronts import MakeFront, Recorded, Response
+from referees import write_policy
 from tank.errors import RegistryError
 from tank.pull import ProgressEvent, pull
 from tank.retry import RetryPolicy
@@ -220,8 +221,7 @@ def test_all_platforms_into_a_layout(
         for blob in child.blobs():
             assert blob.digest.split(":")[1] in blobs
 
-    policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    policy = write_policy(tmp_path)
     out = subprocess.run(
         ["skopeo", "--policy", str(policy), "copy", "--all", f"oci:{layout}:multi",
          f"oci:{tmp_path / 'copy'}:multi"], capture_output=True, text=True, timeout=120,
