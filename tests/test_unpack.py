@@ -30,6 +30,7 @@ from test_unpack_conformance import conformance_layers
 from test_unpack_support import (
     IS_ROOT,
     NOBODY,
+    Built,
     E,
     build,
     layer,
@@ -426,18 +427,22 @@ def test_device_nodes_skipped_rootless_with_one_warning(tmp_path: Path) -> None:
     assert sorted(os.listdir(root / "dev")) == ["fifo"]
 
 
+def unpack_as_nobody(built: Built, work: Path) -> tuple[Path, list[str], str]:
+    """Unpack ``built`` into ``work/root`` as uid 65534: the root, the warning lines, stderr."""
+    for path in (work / "blobs").iterdir():
+        path.chmod(0o644)
+    root = work / "root"
+    root.mkdir()
+    os.chown(root, NOBODY, NOBODY)
+    stderr = run_tank(built, root, as_nobody=True)
+    return root, [line for line in stderr.splitlines() if line.startswith("WARNING")], stderr
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="runs a second user through setpriv")
 def test_device_nodes_skipped_when_unprivileged(tmp_path: Path) -> None:
     work = nobody_dir("tank-devices-")
     try:
-        built = device_image(work / "blobs")
-        for path in (work / "blobs").iterdir():
-            path.chmod(0o644)
-        root = work / "root"
-        root.mkdir()
-        os.chown(root, NOBODY, NOBODY)
-        stderr = run_tank(built, root, as_nobody=True)
-        warned = [line for line in stderr.splitlines() if line.startswith("WARNING")]
+        root, warned, stderr = unpack_as_nobody(device_image(work / "blobs"), work)
         assert len(warned) == 1, stderr
         assert "skipped 3 device node(s)" in warned[0]
         assert sorted(os.listdir(root / "dev")) == ["fifo"]
@@ -483,14 +488,7 @@ def test_user_xattrs_are_kept_and_privileged_ones_set_as_root(tmp_path: Path) ->
 def test_privileged_xattrs_skipped_when_unprivileged_with_one_warning(tmp_path: Path) -> None:
     work = nobody_dir("tank-xattrs-")
     try:
-        built = xattr_image(work / "blobs")
-        for path in (work / "blobs").iterdir():
-            path.chmod(0o644)
-        root = work / "root"
-        root.mkdir()
-        os.chown(root, NOBODY, NOBODY)
-        stderr = run_tank(built, root, as_nobody=True)
-        warned = [line for line in stderr.splitlines() if line.startswith("WARNING")]
+        root, warned, stderr = unpack_as_nobody(xattr_image(work / "blobs"), work)
         assert len(warned) == 1, stderr
         assert "skipped 2 extended attribute(s)" in warned[0]
         assert os.getxattr(root / "plain", "user.origin") == b"tank test"
