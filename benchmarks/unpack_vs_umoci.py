@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pull_vs_skopeo import build_images  # beside this file: on sys.path when run as a script
-from tank.layout import write_image
+from tank.outputs.layout import write_image
 from tank.store import Store
 
 REF = "bench.test/unpack/a:v1"
 
 _TANK = """
 import sys
-from tank.unpack import unpack
+from tank.outputs.rootfs import unpack
 unpack(sys.argv[1], sys.argv[2], cache=sys.argv[3], rootfs_cache=sys.argv[4] == "cache")
 """
 

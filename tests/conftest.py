@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fronts import CDN, BlobStorage, Front, MakeCDN, MakeFront
-from referees import write_policy
+from support.referees import write_policy
+from tank.testing.fronts import CDN, BlobStorage, Front, MakeCDN, MakeFront
 from tank.testing.images import Pusher
 from tank.testing.registry import REGISTRY_BINARY, LocalRegistry
 from tank.testing.seed import Seeded, build_seed, seed_registry
@@ -78,7 +78,7 @@ def _empty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _host_settings_never_reach_tank(monkeypatch: pytest.MonkeyPatch, _empty_home: Path) -> None:
     """Nothing of this machine's configuration (proxies, config files, certs.d, credentials)
     changes a result: every place tank reads points at an empty directory. Tests that need a
-    setting write it there themselves (see tests/isolated.py)."""
+    setting write it there themselves (see tests/support/isolated.py)."""
     for name in _HOST_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(_empty_home / "config"))

@@ -1,4 +1,4 @@
-"""tank.archive: docker-archive tars, checked by hand and by skopeo and umoci."""
+"""tank.outputs.archive: docker-archive tars, checked by hand and by skopeo and umoci."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import zstandard
 
-from referees import ok, run, tool
-from tank.archive import (
+from support.referees import ok, run, tool
+from tank.errors import DigestMismatch, InvalidReference, TankError
+from tank.layers.compression import CorruptLayer, UnsupportedLayer
+from tank.outputs.archive import (
     ArchiveError,
     ArchiveTarget,
     familiar_name,
     repo_tag,
     write_docker_archive,
 )
-from tank.compression import CorruptLayer, UnsupportedLayer
-from tank.errors import DigestMismatch, InvalidReference, TankError
 from tank.reference import parse
 from tank.testing.images import Blob, Image, make_image, make_layer, sample_image
 

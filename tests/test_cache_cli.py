@@ -16,10 +16,10 @@ from pathlib import Path
 import filelock
 import pytest
 
-from fronts import MakeFront, Recorded, Response
-from tank.cachecmd import listing, parse_duration, prune, usage
-from tank.pull import pull
+from tank._pull import pull
 from tank.store import Store
+from tank.store.maintenance import listing, parse_duration, prune, usage
+from tank.testing.fronts import MakeFront, Recorded, Response
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

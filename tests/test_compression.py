@@ -1,4 +1,4 @@
-"""tank.compression: layer media types, magic numbers, and streaming gzip / zstd / tar."""
+"""tank.layers.compression: layer media types, magic numbers, and streaming gzip / zstd / tar."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tank.compression import (
+from tank.errors import IntegrityError, TankError
+from tank.layers.compression import (
     CHUNK,
     CorruptLayer,
     UnsupportedLayer,
@@ -23,7 +24,6 @@ from tank.compression import (
     open_layer,
     sniff,
 )
-from tank.errors import IntegrityError, TankError
 from tank.testing.images import make_layer, sample_image
 
 OCI_TAR = "application/vnd.oci.image.layer.v1.tar"

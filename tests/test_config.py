@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from tank._pull import pull
 from tank.config import (
     Config,
     Endpoint,
@@ -20,7 +21,6 @@ from tank.config import (
     registries_conf_path,
 )
 from tank.errors import ConfigError
-from tank.pull import pull
 from tank.reference import parse as parse_reference
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

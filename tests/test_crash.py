@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fronts import MakeFront
+from tank._pull import pull
 from tank.digest import compute
 from tank.errors import StorageError
-from tank.pull import pull
 from tank.store import Store
+from tank.testing.fronts import MakeFront
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 

@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 
 import tank.registry as api
-from credhelper import (
+from support.credhelper import (
     helper_calls,
     htpasswd_registry,
     private_registry,
     write_broken_helper,
     write_helper,
 )
-from fronts import MakeCDN, MakeFront
+from tank._pull import pull
 from tank.auth import Challenge, Token, TokenCache, fetch_token
-from tank.credentials import (
+from tank.auth.credentials import (
     DOCKER_HUB_KEY,
     Credentials,
     CredentialStore,
@@ -35,7 +35,7 @@ from tank.credentials import (
     server_key,
 )
 from tank.errors import AuthError
-from tank.pull import pull
+from tank.testing.fronts import MakeCDN, MakeFront
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tank import digest, reference
+from tank._pull import _descriptor, _image_parts, _kind
 from tank.auth import parse_challenges
 from tank.errors import TankError
 from tank.platform import Platform, select
-from tank.pull import _descriptor, _image_parts, _kind
 from tank.registry import parse_manifest
 
 FUZZ = settings(

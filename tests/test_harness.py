@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from fronts import MakeCDN, MakeFront, Recorded
+from tank.testing.fronts import MakeCDN, MakeFront, Recorded
 from tank.testing.images import (
     DOCKER_LIST,
     DOCKER_MANIFEST,

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from fronts import MakeFront, Recorded, Response
+from tank._pull import MAX_INDEX_ENTRIES, MAX_LAYERS, pull
 from tank.errors import (
     DigestMismatch,
     InvalidManifest,
     SizeMismatch,
     UnsupportedManifest,
 )
-from tank.pull import MAX_INDEX_ENTRIES, MAX_LAYERS, pull
 from tank.store import Store
+from tank.testing.fronts import MakeFront, Recorded, Response
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 

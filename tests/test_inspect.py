@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fronts import MakeFront, Recorded, Response
+from tank._inspect import inspect, resolve_digest
 from tank.errors import NotFound, PlatformNotFound
-from tank.inspect import inspect, resolve_digest
+from tank.testing.fronts import MakeFront, Recorded, Response
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

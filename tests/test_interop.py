@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from referees import ok
-from tank.pull import pull
+from support.referees import ok
+from tank._pull import pull
 from tank.testing.images import Image
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

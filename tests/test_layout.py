@@ -1,4 +1,4 @@
-"""tank.layout: OCI image layouts, checked by hand and by skopeo, umoci and oci-image-tool."""
+"""tank.outputs.layout: OCI layouts, checked by hand and by skopeo, umoci and oci-image-tool."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from referees import ok, run, tool
+from support.referees import ok, run, tool
 from tank.errors import InvalidDigest, InvalidReference, SizeMismatch, TankError
-from tank.layout import (
+from tank.mediatypes import OCI_INDEX
+from tank.outputs.layout import (
     FICLONE,
     LOCK_NAME,
     REF_NAME_ANNOTATION,
@@ -29,7 +30,6 @@ from tank.layout import (
     LayoutTarget,
     write_image,
 )
-from tank.mediatypes import OCI_INDEX
 from tank.testing.images import Image, Index, sample_image, sample_index
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from tank.layout import write_image
+    from tank.outputs.layout import write_image
 
     layout, go, tag, manifest, media_type, size = sys.argv[1:7]
     blobs = {a: Path(b) for a, b in zip(sys.argv[7::2], sys.argv[8::2])}

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from credhelper import helper_calls, htpasswd_registry, private_registry, read_db, write_helper
+from support.credhelper import (
+    helper_calls,
+    htpasswd_registry,
+    private_registry,
+    read_db,
+    write_helper,
+)
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer

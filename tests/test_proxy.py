@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from fronts import Proxy
-from isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from tank._pull import pull
 from tank.config import load
 from tank.errors import ConfigError, TLSError, TransportError
-from tank.pull import pull
 from tank.retry import NO_RETRY
+from tank.testing.fronts import Proxy
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.testing.tls import LocalCA

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import tank
-from fronts import MakeFront, Recorded
+from tank._pull import ProgressEvent, pull
 from tank.errors import CacheMiss, DigestMismatch, PlatformNotFound, UnsupportedManifest
-from tank.pull import ProgressEvent, pull
 from tank.store import Store
+from tank.testing.fronts import MakeFront, Recorded
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer

@@ -9,7 +9,6 @@ from typing import Literal
 
 import pytest
 
-from fronts import MakeCDN, MakeFront, Recorded, Response
 from tank import mediatypes
 from tank import registry as api
 from tank.digest import Hasher
@@ -26,6 +25,7 @@ from tank.errors import (
     TransportError,
 )
 from tank.retry import NO_RETRY
+from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.images import make_layer
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from fronts import MakeFront, Recorded, Response
-from referees import write_policy
+from support.referees import write_policy
+from tank._pull import ProgressEvent, pull
 from tank.errors import RegistryError
-from tank.pull import ProgressEvent, pull
 from tank.retry import RetryPolicy
 from tank.store import Store
+from tank.testing.fronts import MakeFront, Recorded, Response
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from fronts import MakeCDN, MakeFront, Recorded, Response
 from tank import registry as api
 from tank import retry
 from tank.errors import (
@@ -28,6 +27,7 @@ from tank.errors import (
     TransportError,
 )
 from tank.retry import NO_RETRY, RetryPolicy, is_retryable, parse_retry_after
+from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.images import Blob, Pusher
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded

@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import urllib3
 
-from fronts import Front, MakeFront, Recorded, Response
+from tank._inspect import list_tags
 from tank.errors import NotFound, RegistryError
-from tank.inspect import list_tags
 from tank.registry import tag_pages, tags
+from tank.testing.fronts import Front, MakeFront, Recorded, Response
 from tank.testing.images import Pusher, sample_image
 from tank.testing.registry import LocalRegistry
 from tank.testing.tokenserver import TokenServer

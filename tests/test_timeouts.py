@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from fronts import MakeFront
-from isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
 from tank import registry as api
+from tank._pull import pull
 from tank.errors import ConfigError, TransportError
-from tank.pull import pull
 from tank.retry import NO_RETRY
+from tank.testing.fronts import MakeFront
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.transport import (

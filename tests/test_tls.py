@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from fronts import MakeCDN, MakeFront
-from isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
+from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
 from tank import registry as api
+from tank._pull import pull
 from tank.config import load
 from tank.errors import ConfigError, TLSError, TransportError
-from tank.pull import pull
 from tank.retry import NO_RETRY
+from tank.testing.fronts import MakeCDN, MakeFront
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.testing.tls import LocalCA

@@ -14,20 +14,7 @@ from typing import Any
 
 import pytest
 
-from tank.errors import (
-    CacheMiss,
-    DigestMismatch,
-    InvalidImageConfig,
-    UnpackError,
-    UnsupportedLayer,
-)
-from tank.pull import pull
-from tank.store import Store
-from tank.testing.images import Blob, Pusher
-from tank.testing.registry import LocalRegistry
-from tank.unpack import ImageConfig, UnpackWarning, rootfs_path, unpack, unpack_layers
-from test_unpack_conformance import conformance_layers
-from test_unpack_support import (
+from support.unpacking import (
     IS_ROOT,
     NOBODY,
     Built,
@@ -43,6 +30,20 @@ from test_unpack_support import (
     snapshot,
     tar_of,
 )
+from tank import unpack
+from tank._pull import pull
+from tank.errors import (
+    CacheMiss,
+    DigestMismatch,
+    InvalidImageConfig,
+    UnpackError,
+    UnsupportedLayer,
+)
+from tank.outputs.rootfs import ImageConfig, UnpackWarning, rootfs_path, unpack_layers
+from tank.store import Store
+from tank.testing.images import Blob, Pusher
+from tank.testing.registry import LocalRegistry
+from test_unpack_conformance import conformance_layers
 
 CONFIG: dict[str, Any] = {
     "architecture": "arm64",
@@ -552,7 +553,7 @@ def decoded(parse: Any, block: bytes) -> tuple[Any, ...]:
 
 
 def test_header_fast_path_decodes_exactly_as_tarfile() -> None:
-    from tank.unpack import _parse_header
+    from tank.outputs.rootfs import _parse_header
 
     def frombuf(block: bytes) -> tarfile.TarInfo:
         return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
@@ -581,7 +582,7 @@ def test_header_fast_path_decodes_exactly_as_tarfile() -> None:
 
 
 def test_a_tree_as_deep_as_allowed_unpacks_and_copies(tmp_path: Path) -> None:
-    from tank.unpack import MAX_DEPTH
+    from tank.outputs.rootfs import MAX_DEPTH
 
     deep = "/".join(["d"] * (MAX_DEPTH - 1)) + "/leaf"
     built = build(tmp_path / "blobs", [layer([E(deep, data=b"deep")]),

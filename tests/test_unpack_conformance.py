@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tank.unpack import unpack_layers
-from test_unpack_support import (
+from support.unpacking import (
     IS_ROOT,
     NOBODY,
     SETPRIV,
@@ -37,6 +36,7 @@ from test_unpack_support import (
     snapshot,
     umoci_unpack,
 )
+from tank.outputs.rootfs import unpack_layers
 
 pytestmark = pytest.mark.skipif(not os.access(UMOCI, os.X_OK), reason="umoci is not installed")
 

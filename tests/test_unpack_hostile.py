@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from support.unpacking import E, build, layer, layer_of, tar_of
 from tank.errors import CorruptLayer, DigestMismatch, LayerTooLarge, UnpackError, UnsafeEntry
+from tank.outputs.rootfs import MAX_DEPTH, MAX_HEADER_BYTES, unpack_layers
 from tank.testing.images import OCI_LAYER_GZIP, Blob, sha256_digest
-from tank.unpack import MAX_DEPTH, MAX_HEADER_BYTES, unpack_layers
-from test_unpack_support import E, build, layer, layer_of, tar_of
 
 
 @dataclass

@@ -18,7 +18,7 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 - :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
   tags`` and ``tank digest`` do (:mod:`tank.inspect`).
 - :class:`Credentials`, :class:`CredentialStore`, :class:`TokenCache` — credentials
-  (:mod:`tank.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
+  (:mod:`tank.auth.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
   config files (:mod:`tank.config`).
 - :class:`Platform` — ``os/arch[/variant]`` (:mod:`tank.platform`).
 - :func:`manifest`, :func:`manifest_head`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
@@ -36,6 +36,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tank._version import __version__
 from tank.errors import (
     ArchiveError,
     AuthError,
@@ -66,17 +67,17 @@ from tank.errors import (
     UnsupportedManifest,
 )
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
+    from tank._inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
+    from tank._pull import ProgressEvent, PulledImage, pull
+    from tank._unpack import unpack
     from tank.auth import TokenCache
+    from tank.auth.credentials import Credentials, CredentialStore
     from tank.config import Config
     from tank.config import load as load_config
-    from tank.credentials import Credentials, CredentialStore
     from tank.digest import Digest, Hasher
-    from tank.inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
+    from tank.outputs.rootfs import ImageConfig
     from tank.platform import Platform
-    from tank.pull import ProgressEvent, PulledImage, pull
     from tank.reference import Reference
     from tank.reference import parse as parse_reference
     from tank.registry import (
@@ -92,35 +93,34 @@ if TYPE_CHECKING:
     from tank.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
     from tank.store import Store
     from tank.transport import Transport
-    from tank.unpack import ImageConfig, unpack
 
 _LAZY = {
-    "unpack": ("tank.unpack", "unpack"),
-    "ImageConfig": ("tank.unpack", "ImageConfig"),
-    "inspect": ("tank.inspect", "inspect"),
-    "list_tags": ("tank.inspect", "list_tags"),
-    "resolve_digest": ("tank.inspect", "resolve_digest"),
-    "Inspection": ("tank.inspect", "Inspection"),
-    "IndexEntry": ("tank.inspect", "IndexEntry"),
-    "LayerInfo": ("tank.inspect", "LayerInfo"),
-    "tags": ("tank.registry", "tags"),
-    "Credentials": ("tank.credentials", "Credentials"),
-    "CredentialStore": ("tank.credentials", "CredentialStore"),
-    "TokenCache": ("tank.auth", "TokenCache"),
+    "unpack": ("tank._unpack", "unpack"),
+    "ImageConfig": ("tank.outputs.rootfs", "ImageConfig"),
+    "inspect": ("tank._inspect", "inspect"),
+    "list_tags": ("tank._inspect", "list_tags"),
+    "resolve_digest": ("tank._inspect", "resolve_digest"),
+    "Inspection": ("tank._inspect", "Inspection"),
+    "IndexEntry": ("tank._inspect", "IndexEntry"),
+    "LayerInfo": ("tank._inspect", "LayerInfo"),
+    "tags": ("tank.registry.client", "tags"),
+    "Credentials": ("tank.auth.credentials", "Credentials"),
+    "CredentialStore": ("tank.auth.credentials", "CredentialStore"),
+    "TokenCache": ("tank.auth.tokens", "TokenCache"),
     "Config": ("tank.config", "Config"),
     "load_config": ("tank.config", "load"),
-    "pull": ("tank.pull", "pull"),
-    "PulledImage": ("tank.pull", "PulledImage"),
-    "ProgressEvent": ("tank.pull", "ProgressEvent"),
-    "Store": ("tank.store", "Store"),
+    "pull": ("tank._pull", "pull"),
+    "PulledImage": ("tank._pull", "PulledImage"),
+    "ProgressEvent": ("tank._pull", "ProgressEvent"),
+    "Store": ("tank.store.content", "Store"),
     "Platform": ("tank.platform", "Platform"),
-    "manifest_head": ("tank.registry", "manifest_head"),
-    "BlobStream": ("tank.registry", "BlobStream"),
-    "ManifestInfo": ("tank.registry", "ManifestInfo"),
-    "blob": ("tank.registry", "blob"),
-    "download_blob": ("tank.registry", "download_blob"),
-    "manifest": ("tank.registry", "manifest"),
-    "open_blob": ("tank.registry", "open_blob"),
+    "manifest_head": ("tank.registry.client", "manifest_head"),
+    "BlobStream": ("tank.registry.client", "BlobStream"),
+    "ManifestInfo": ("tank.registry.client", "ManifestInfo"),
+    "blob": ("tank.registry.client", "blob"),
+    "download_blob": ("tank.registry.client", "download_blob"),
+    "manifest": ("tank.registry.client", "manifest"),
+    "open_blob": ("tank.registry.client", "open_blob"),
     "Reference": ("tank.reference", "Reference"),
     "parse_reference": ("tank.reference", "parse"),
     "Digest": ("tank.digest", "Digest"),

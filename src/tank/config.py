@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -513,6 +514,23 @@ def load(
     return Config(files=tuple(files), **fields)
 
 
+_default: Transport | None = None
+_default_lock = threading.Lock()
+
+
+def default_transport() -> Transport:
+    """The process-wide transport used when a caller passes none.
+
+    Made on first use from the configuration files (:func:`load`): their CA file,
+    insecure registries and timeouts, under the environment's.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = load().transport()
+        return _default
+
+
 __all__ = [
     "CONFIG_ENV",
     "REGISTRIES_CONF_ENV",
@@ -522,6 +540,7 @@ __all__ = [
     "RegistryRule",
     "Timeouts",
     "config_path",
+    "default_transport",
     "load",
     "registries_conf_path",
 ]

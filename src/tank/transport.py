@@ -65,7 +65,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import HTTPError as _Urllib3Error
 from urllib3.exceptions import SSLError as _Urllib3SSLError
 
-from tank import __version__
+from tank._version import __version__
 from tank.errors import ConfigError, TLSError, TransportError
 
 if TYPE_CHECKING:
@@ -881,25 +881,6 @@ def discard(response: BaseHTTPResponse) -> None:
     response.release_conn()
 
 
-_default: Transport | None = None
-_default_lock = threading.Lock()
-
-
-def default_transport() -> Transport:
-    """The process-wide transport used when a caller passes none.
-
-    Made on first use from the configuration files (:func:`tank.config.load`): their CA file,
-    insecure registries and timeouts, under the environment's.
-    """
-    global _default
-    with _default_lock:
-        if _default is None:
-            from tank.config import load
-
-            _default = load().transport()
-        return _default
-
-
 __all__ = [
     "CERTS_D_ENV",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -916,7 +897,6 @@ __all__ = [
     "bypass_proxy",
     "certs_dirs",
     "check_timeout",
-    "default_transport",
     "discard",
     "host_tls",
     "is_loopback",

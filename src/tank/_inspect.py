@@ -21,14 +21,13 @@ prints. Each takes the registry client's ``transport=`` and ``retry=`` keywords.
 from __future__ import annotations
 
 import json
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict
 
 from tank import mediatypes
 from tank.auth import TokenCache
-from tank.credentials import CredentialsArg, resolver
+from tank.auth.credentials import CredentialsArg, resolver
+from tank.config import default_transport
 from tank.digest import Digest
 from tank.errors import (
     DigestMismatch,
@@ -42,7 +41,7 @@ from tank.reference import Reference
 from tank.reference import parse as parse_reference
 from tank.registry import ManifestHead, ManifestInfo, blob, manifest, manifest_head, tag_pages
 from tank.retry import RetryPolicy
-from tank.transport import Transport, default_transport
+from tank.transport import Transport
 
 #: a config blob larger than this is refused (real ones are a few kB; Docker's limit is 8 MB)
 MAX_CONFIG_SIZE: Final = 8 * 1024 * 1024
@@ -606,15 +605,6 @@ def list_tags(
             return out[:limit]
     return out
 
-
-class _CallableModule(types.ModuleType):
-    """``tank.inspect`` is this module once it is imported; calling it calls :func:`inspect`."""
-
-    def __call__(self, ref: str | Reference, **kwargs: Any) -> Inspection:
-        return inspect(ref, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
     "MAX_CONFIG_SIZE",

@@ -3,7 +3,7 @@
 - :class:`E` describes one tar entry, :func:`tar_of` writes entries as a PAX tar and
   :func:`layer_of` wraps a tar as a layer :class:`~tank.testing.images.Blob` with its diff_id.
 - :class:`Built` is an image (layers, config, manifest) on disk: the arguments
-  :func:`tank.unpack.unpack_layers` takes, and an OCI layout for umoci.
+  :func:`tank.outputs.rootfs.unpack_layers` takes, and an OCI layout for umoci.
 - :func:`snapshot` describes a tree entry by entry (type, mode, size, content hash, times,
   symlink target, owner, hard-link group), never following a symlink, for comparisons.
 - :func:`unprivileged` runs a command as uid/gid 65534 (``setpriv``), for the rootless tests.
@@ -29,7 +29,7 @@ from typing import Any
 
 import zstandard
 
-from tank.layout import write_image
+from tank.outputs.layout import write_image
 from tank.testing.images import (
     OCI_LAYER,
     OCI_LAYER_GZIP,
@@ -272,7 +272,7 @@ def umoci_unpack(layout_ref: str, bundle: Path, *, rootless: bool, as_nobody: bo
 _RUN_TANK = """
 import json, sys, warnings
 from pathlib import Path
-from tank.unpack import unpack_layers
+from tank.outputs.rootfs import unpack_layers
 args = json.loads(sys.argv[1])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -381,7 +381,7 @@ def seed_store(cache: Path, built: Built, ref: str = "registry.test/unpack/image
 
 _RUN_UNPACK = """
 import json, sys
-from tank.unpack import unpack
+from tank import unpack
 args = json.loads(sys.argv[1])
 config = unpack(args["ref"], args["dest"], cache=args["cache"], **args["options"])
 print(json.dumps(config.cmd))
@@ -389,7 +389,7 @@ print(json.dumps(config.cmd))
 
 
 def run_unpack_as_nobody(ref: str, dest: Path, cache: Path, **options: Any) -> str:
-    """:func:`tank.unpack.unpack` of a cached reference, as uid 65534; its stdout."""
+    """:func:`tank.unpack` of a cached reference, as uid 65534; its stdout."""
     args = json.dumps({"ref": ref, "dest": str(dest), "cache": str(cache), "options": options})
     proc = unprivileged([sys.executable, "-c", _RUN_UNPACK, args])
     assert proc.returncode == 0, proc.stderr

@@ -126,7 +126,7 @@ def coerce(value: object) -> Credentials | CredentialSource | None:
     ):
         return Credentials(value[0], value[1], source="the caller")
     raise TypeError(
-        "credentials must be (username, password), a tank.credentials.Credentials, or an "
+        "credentials must be (username, password), a tank.auth.credentials.Credentials, or an "
         "object with a lookup(registry, repository) method such as CredentialStore"
     )
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
-from tank import __version__
+from tank._version import __version__
 from tank.errors import (
     AuthError,
     CacheMiss,
@@ -38,9 +38,9 @@ from tank.errors import (
 )
 
 if TYPE_CHECKING:
+    from tank._pull import ProgressEvent
+    from tank.auth.credentials import CredentialStore
     from tank.config import Config
-    from tank.credentials import CredentialStore
-    from tank.pull import ProgressEvent
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -404,7 +404,7 @@ def pull(
     An interrupted pull (Ctrl-C, a lost connection, a killed process) keeps what it downloaded;
     the next pull of the same image resumes each blob where it stopped.
     """
-    from tank.pull import pull as do_pull
+    from tank._pull import pull as do_pull
     from tank.retry import DEFAULT_RETRY
 
     progress = _Progress(quiet=quiet)
@@ -434,7 +434,7 @@ def pull(
 
 def _credential_store() -> CredentialStore:
     """The machine's registry credentials (auth.json, docker config, helpers), read lazily."""
-    from tank.credentials import CredentialStore
+    from tank.auth.credentials import CredentialStore
 
     return CredentialStore()
 
@@ -470,7 +470,7 @@ def login(registry: str, username: str | None, password_stdin: bool) -> None:
     $DOCKER_CONFIG/config.json (~/.docker/config.json), mode 0600, its other keys kept. When the
     token server grants a refresh token, that is stored instead of the password.
     """
-    from tank.credentials import Credentials
+    from tank.auth.credentials import Credentials
     from tank.registry import check_login
 
     host = _registry_arg(registry)
@@ -588,7 +588,7 @@ def _complete_cached_ref(
 ) -> list[str]:
     """Shell completion for REF: the images recorded in the cache."""
     try:
-        from tank.cachecmd import listing
+        from tank.store.maintenance import listing
 
         refs = [i.reference for i in listing(ctx.params.get("cache_dir")).images]
     except Exception:  # completion must never fail loudly
@@ -719,7 +719,7 @@ def inspect(
     working directory, exposed ports, labels, and its layers with the history step that made
     each one.
     """
-    from tank.inspect import inspect as do_inspect
+    from tank._inspect import inspect as do_inspect
     from tank.platform import host_platform
 
     if sum((raw, show_config, as_json)) > 1:
@@ -757,7 +757,7 @@ def digest(reference: str, platform: str | None, retries: int, settings: Config)
     Docker-Content-Digest (Docker Hub does not count HEADs against its rate limit), else the
     manifest is fetched and hashed.
     """
-    from tank.inspect import resolve_digest
+    from tank._inspect import resolve_digest
 
     try:
         found = resolve_digest(reference, platform=platform, **_remote(settings, retries))
@@ -782,7 +782,7 @@ def tags(
 
     Every page is fetched, following the registry's Link headers to the end.
     """
-    from tank.inspect import list_tags, parse_repository
+    from tank._inspect import list_tags, parse_repository
 
     try:
         repo = parse_repository(repository)
@@ -908,7 +908,7 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
     Each image shows the digest its tag last resolved to, the platforms wholly cached, the size
     of its blobs in the cache and when it was last pulled.
     """
-    from tank.cachecmd import listing
+    from tank.store.maintenance import listing
 
     try:
         found = listing(cache_dir)
@@ -947,7 +947,7 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
 def cache_du(cache_dir: str | None, as_json: bool) -> None:
     """Show how much disk the cache takes: blobs (used and unused), partial downloads, root
     filesystems."""
-    from tank.cachecmd import usage
+    from tank.store.maintenance import usage
 
     try:
         found = usage(cache_dir)
@@ -988,7 +988,7 @@ def cache_prune(
     Safe while pulls run: nothing a pull is writing is touched, nor any image it is
     downloading, nor anything written in the last 10 minutes (--older-than sets that window).
     """
-    from tank.cachecmd import parse_duration, prune
+    from tank.store.maintenance import parse_duration, prune
 
     if all_images and older_than is not None:
         raise click.UsageError("choose --all or --older-than, not both")
@@ -1027,7 +1027,7 @@ def cache_prune(
 
 def _verify_fix(store: Any) -> None:
     """``tank cache verify --fix``: remove each corrupt blob; exit 1 if one could not be."""
-    from tank.cachecmd import fix
+    from tank.store.maintenance import fix
 
     try:
         fixed = fix(store)

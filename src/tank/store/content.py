@@ -659,9 +659,9 @@ class Store:
     def ingest_lock(self, digest: str) -> filelock.BaseFileLock:
         """The per-digest ingest lock (``root/locks/<alg>-<hex>.lock``) that writers hold.
 
-        For cache maintenance (:mod:`tank.cachecmd`): whoever removes a blob or an ingest file
-        takes this lock first, and leaves alone what someone else holds. The lock file itself
-        is never removed (another process may be waiting on it).
+        For cache maintenance (:mod:`tank.store.maintenance`): whoever removes a blob or an ingest
+        file takes this lock first, and leaves alone what someone else holds. The lock file
+        itself is never removed (another process may be waiting on it).
         """
         return self._lock(Digest.parse(digest))
 

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from tank import mediatypes
 from tank.auth import Challenge, TokenCache, TokenKey, fetch_token, parse_challenges, pull_scope
-from tank.credentials import Credentials, LazyCredentials, coerce, resolver
+from tank.auth.credentials import Credentials, LazyCredentials, coerce, resolver
+from tank.config import default_transport
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import (
     AuthError,
@@ -56,7 +57,6 @@ from tank.retry import DEFAULT_RETRY, RetryPolicy, call, parse_retry_after
 from tank.transport import (
     Origin,
     Transport,
-    default_transport,
     discard,
     may_send_credentials,
     release,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     from urllib3 import BaseHTTPResponse
 
-    from tank.credentials import CredentialsArg
+    from tank.auth.credentials import CredentialsArg
     from tank.transport import SpeedLimit
 
 #: manifests larger than this are refused (the distribution server's own limit)
@@ -554,9 +554,9 @@ def manifest(
     loopback, never to a redirect target). Returns the verified manifest and the token that
     worked (``token`` itself when it did, ``None`` when the registry needed none or took Basic).
 
-    ``credentials`` is ``(username, password)``, a :class:`~tank.credentials.Credentials`, or a
-    :class:`~tank.credentials.CredentialSource` such as
-    :class:`~tank.credentials.CredentialStore` (asked for this registry only, and only when it
+    ``credentials`` is ``(username, password)``, a :class:`~tank.auth.credentials.Credentials`, or a
+    :class:`~tank.auth.credentials.CredentialSource` such as
+    :class:`~tank.auth.credentials.CredentialStore` (asked for this registry only, and only when it
     first challenges). ``token_cache`` (a :class:`~tank.auth.TokenCache`) shares tokens, and
     what each registry's challenge looks like, across calls; every registry function takes
     these two keywords.

@@ -29,7 +29,7 @@ from tank.transport import Origin, Transport, discard, may_send_credentials, rel
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from tank.credentials import Credentials
+    from tank.auth.credentials import Credentials
 
 #: a token endpoint's answer is read up to this many bytes
 MAX_TOKEN_RESPONSE: Final = 1 << 20

@@ -6,7 +6,8 @@ is the core: layer blobs in, a tree out. The rules are the OCI image-spec's laye
 ``umoci unpack`` applies them (a conformance test compares the two trees entry by entry):
 
 - Layers apply in manifest order. Media types: gzip, zstd and plain tar, OCI and Docker spellings
-  (:func:`tank.compression.layer_compression`); an unknown type fails before anything is written.
+  (:func:`~tank.layers.compression.layer_compression`); an unknown type fails before anything is
+  written.
   Each layer's uncompressed bytes are hashed as they are extracted and must hash to the layer's
   ``rootfs.diff_ids`` entry (:class:`~tank.errors.DigestMismatch` otherwise).
 - Whiteouts: ``.wh.NAME`` removes NAME as the lower layers left it; ``.wh..wh..opq`` hides all the
@@ -79,19 +80,17 @@ import struct
 import sys
 import tarfile
 import threading
-import types
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 import filelock
 
-from tank.compression import CHUNK, layer_compression, open_layer
 from tank.digest import Digest, PipelinedHasher
 from tank.errors import (
     CacheMiss,
@@ -103,10 +102,8 @@ from tank.errors import (
     UnsafeEntry,
     UnsupportedLayer,
 )
+from tank.layers.compression import CHUNK, layer_compression, open_layer
 from tank.store import Store
-
-if TYPE_CHECKING:
-    from tank.pull import PulledImage
 
 #: default ceiling on one layer's uncompressed size
 DEFAULT_MAX_LAYER_BYTES: Final = 64 << 30
@@ -278,66 +275,47 @@ def _string(value: object, key: str) -> str:
 # -- the public entry points --------------------------------------------------------------------
 
 
-def unpack(
-    image: PulledImage | str,
+def unpack_image(
+    store: Store,
+    manifest_digest: str,
+    config: ImageConfig,
+    layers: Sequence[tuple[str, str, Path]],
     dest: str | os.PathLike[str],
     *,
-    cache: str | os.PathLike[str] | Store | None = None,
     rootfs_cache: bool = True,
     max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
     max_entries: int = DEFAULT_MAX_ENTRIES,
     progress: UnpackProgress | None = None,
     rootless: bool | None = None,
-) -> ImageConfig:
-    """Unpack ``image`` into the directory ``dest``; return the image's parsed config.
+    what: str = "",
+) -> None:
+    """Unpack an image whose blobs are in ``store`` into the directory ``dest``.
 
-    :param image: a :class:`~tank.pull.PulledImage`, or a reference already pulled into the cache
-        (resolved offline: :class:`~tank.errors.CacheMiss` if it is not there).
-    :param dest: the root filesystem to create. It may exist if it is an empty directory; a
-        ``dest`` that exists and is not one is refused (:class:`~tank.errors.UnpackError`) and left
-        untouched. Missing parents are created.
-    :param cache: the cache (default: the image's, else :func:`tank.store.default_cache_dir`).
-    :param rootfs_cache: build the tree once in the cache (``rootfs/…``) and copy it out (see the
-        module's docstring); ``False`` unpacks the layers straight into ``dest``.
-    :param max_layer_bytes: ceiling on a layer's uncompressed size.
-    :param max_entries: ceiling on a layer's number of entries.
-    :param progress: called from this thread as ``progress(layer_digest, done, total)`` while a
-        layer is applied: ``done`` counts its uncompressed bytes so far and ``total`` is ``-1``
-        until the layer is complete, when a last call has ``done == total``. Nothing is reported
-        for a tree found in the cache.
-    :param rootless: behave as an unprivileged user (keep the caller's ownership, skip device
-        nodes); default: whether the effective uid is not 0.
+    ``layers`` are ``(digest, media_type, path)`` in manifest order and ``config`` the image's
+    parsed config (its ``diff_ids`` one per layer). The keywords are :func:`tank.unpack`'s; ``what``
+    names the image in a :class:`~tank.errors.CacheMiss`.
 
     On any error ``dest`` is left as it was found (removed if this call created it) and the cache
     keeps no partial tree.
     """
-    store = cache if isinstance(cache, Store) else None if cache is None else Store(cache)
-    if isinstance(image, str):
-        from tank.pull import pull
-
-        image = pull(image, cache=store, offline=True)
-    if store is None:
-        store = Store(image.cache)
-    config = ImageConfig.from_json(image.config)
-    if len(config.diff_ids) != len(image.layers):
+    if len(config.diff_ids) != len(layers):
         raise InvalidImageConfig(
-            f"image {image.digest}: the config lists {len(config.diff_ids)} diff_ids for "
-            f"{len(image.layers)} layers"
+            f"image {manifest_digest}: the config lists {len(config.diff_ids)} diff_ids for "
+            f"{len(layers)} layers"
         )
-    layers = [(str(d.digest), d.media_type, image.blob_path(d.digest)) for d in image.layers]
     for _, media_type, _ in layers:
         _check_media_type(media_type)  # UnsupportedLayer before anything is written
     for digest, _, path in layers:
         if not path.is_file():
-            raise CacheMiss(f"layer {digest} of {image.reference} is not in the cache at "
-                            f"{image.cache}", digest=digest)
+            raise CacheMiss(f"layer {digest} of {what or manifest_digest} is not in the cache at "
+                            f"{store.root}", digest=digest)
     rootless = _is_rootless(rootless)
     target = Path(dest)
     created = _prepare_dest(target)
     try:
         if rootfs_cache:
             built = _cached_tree(
-                store, str(image.digest), layers, config.diff_ids, rootless=rootless,
+                store, manifest_digest, layers, config.diff_ids, rootless=rootless,
                 max_layer_bytes=max_layer_bytes, max_entries=max_entries, progress=progress,
             )
             _copy_tree(built, target, rootless=rootless)
@@ -352,7 +330,6 @@ def unpack(
         else:
             _clear_dir(target)
         raise
-    return config
 
 
 def unpack_layers(
@@ -1749,17 +1726,6 @@ def _copy_tree(source: Path, dest: Path, *, rootless: bool) -> None:
         os.close(src)
 
 
-class _CallableModule(types.ModuleType):
-    """``tank.unpack`` names this module once it is imported; calling it calls :func:`unpack`."""
-
-    def __call__(self, image: PulledImage | str, dest: str | os.PathLike[str], **kwargs: Any) -> (
-        ImageConfig
-    ):
-        return unpack(image, dest, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_MAX_LAYER_BYTES",
@@ -1771,6 +1737,6 @@ __all__ = [
     "UnpackProgress",
     "UnpackWarning",
     "rootfs_path",
-    "unpack",
+    "unpack_image",
     "unpack_layers",
 ]

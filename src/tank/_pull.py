@@ -20,10 +20,8 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -32,9 +30,9 @@ from typing import Any, Literal, TypedDict, TypeVar
 
 from tank import mediatypes
 from tank.auth import TokenCache
+from tank.auth.credentials import Credentials, CredentialsArg, LazyCredentials, coerce, resolver
 from tank.config import Config, Endpoint
 from tank.config import load as load_config
-from tank.credentials import Credentials, CredentialsArg, LazyCredentials, coerce, resolver
 from tank.digest import Digest, Hasher
 from tank.errors import (
     CacheMiss,
@@ -609,8 +607,8 @@ def _for_layout(
     does), since layout tools refuse Docker media types; anything else is kept as it is."""
     if media_type != mediatypes.DOCKER_MANIFEST:
         return digest, media_type, size
-    from tank.convert import docker_to_oci
     from tank.digest import compute
+    from tank.image.convert import docker_to_oci
 
     converted = docker_to_oci(doc)
     new = compute(converted)
@@ -683,8 +681,8 @@ def pull(
         (:class:`tank.config.Config`); default :func:`tank.config.load`, the configuration
         files. A mirror that fails or lacks the image falls back to the next, then the registry.
     :param credentials: for the image's registry: ``(username, password)``, a
-        :class:`~tank.credentials.Credentials`, or a :class:`~tank.credentials.CredentialSource`
-        such as :class:`~tank.credentials.CredentialStore` (what ``tank pull`` passes: the
+        :class:`~tank.Credentials`, or a :class:`~tank.auth.credentials.CredentialSource`
+        such as :class:`~tank.auth.credentials.CredentialStore` (what ``tank pull`` passes: the
         machine's docker/podman credentials), asked only when the registry first challenges.
         ``None``: anonymous. One token serves the whole pull, renewed shortly before it expires.
     """
@@ -711,13 +709,13 @@ def pull(
             if all_platforms:
                 raise InvalidReference(output, "a root filesystem holds one platform's image")
         elif output.startswith("docker-archive:"):
-            from tank.archive import ArchiveTarget
+            from tank.outputs.archive import ArchiveTarget
 
             archive_target = ArchiveTarget.parse(output)
             if all_platforms:
                 raise InvalidReference(output, "a docker-archive holds one platform's image")
         else:
-            from tank.layout import LayoutTarget
+            from tank.outputs.layout import LayoutTarget
 
             layout_target = LayoutTarget.parse(output)
     want = (
@@ -796,7 +794,7 @@ def pull(
     out_tag: str | None = None
     out_digest: Digest | None = None
     if layout_target is not None:
-        from tank.layout import write_image
+        from tank.outputs.layout import write_image
 
         out_tag = layout_target.tag or reference.tag or DEFAULT_TAG
         out_path = layout_target.path
@@ -824,7 +822,7 @@ def pull(
             copy=copy,
         )
     elif archive_target is not None:
-        from tank.archive import repo_tag, write_docker_archive
+        from tank.outputs.archive import repo_tag, write_docker_archive
 
         out_path = archive_target.path
         out_tag = archive_target.ref or repo_tag(reference)
@@ -867,9 +865,13 @@ def pull(
     )
     if rootfs_target is None:
         return pulled
-    from tank.unpack import unpack
+    from tank.outputs.rootfs import ImageConfig, unpack_image
 
-    unpack(pulled, rootfs_target, cache=store, rootfs_cache=rootfs_cache)
+    unpack_image(
+        store, str(pulled.digest), ImageConfig.from_json(config),
+        [(str(d.digest), d.media_type, store.blob_path(d.digest)) for d in layers],
+        rootfs_target, rootfs_cache=rootfs_cache, what=str(reference),
+    )
     return dataclasses.replace(
         pulled, output=rootfs_target, output_kind="rootfs", output_tag=None,
         seconds=time.perf_counter() - started,
@@ -918,16 +920,5 @@ def _index_for_layout(
     store.put_bytes(new, raw)
     return new, mediatypes.OCI_INDEX, len(raw)
 
-
-class _CallableModule(types.ModuleType):
-    """``tank.pull`` names this module once it is imported (Python binds a submodule over the
-    package attribute of the same name); calling it calls :func:`pull`, so ``tank.pull(...)``
-    works whatever was imported first."""
-
-    def __call__(self, ref: str | Reference, **kwargs: Any) -> PulledImage:
-        return pull(ref, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Descriptor", "ProgressCallback", "ProgressEvent", "PulledImage", "pull"]

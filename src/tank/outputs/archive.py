@@ -33,9 +33,10 @@ Why this layout:
 
 Layers are stored uncompressed, whatever the registry sent: that is what the format means, and
 ``docker load`` computes each layer's diff_id from what it reads. Each layer blob is decompressed
-straight into the archive (:func:`tank.compression.open_layer`: gzip, zstd or plain), hashed as
-it goes, and checked against its diff_id; its tar header is written once its size is known, by
-seeking back over a placeholder, so nothing is staged in a second file and memory stays flat.
+straight into the archive (:func:`~tank.layers.compression.open_layer`: gzip, zstd, plain),
+hashed as it goes, and checked against its diff_id; its tar header is written once its size is
+known, by seeking back over a placeholder, so nothing is staged in a second file and memory stays
+flat.
 A diff_id listed twice is stored once; if the second listing is a different blob (the same tar
 compressed another way), that blob is still decompressed and checked, so every layer given is
 verified.
@@ -58,9 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from tank.compression import CHUNK, diff_id_of, layer_compression, open_layer
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import ArchiveError, DigestMismatch, InvalidReference
+from tank.layers.compression import CHUNK, diff_id_of, layer_compression, open_layer
 from tank.reference import DOCKER_HUB, Reference
 from tank.reference import parse as parse_reference
 
@@ -180,9 +181,9 @@ def write_docker_archive(
     The parent directory is created if needed; an existing file at ``dest`` is replaced, and
     only once the new archive is complete. Raises :class:`ArchiveError` for inputs that do not
     fit together (counts, a config whose diff_ids differ, a missing blob, ``dest`` a directory),
-    :class:`~tank.compression.UnsupportedLayer` for a layer type that is not a tar,
+    :class:`~tank.layers.compression.UnsupportedLayer` for a layer type that is not a tar,
     :class:`~tank.errors.DigestMismatch` for a config or an uncompressed layer that hashes to
-    something else, :class:`~tank.compression.CorruptLayer` for a layer that does not decompress,
+    something else, :class:`~tank.errors.CorruptLayer` for a layer that does not decompress,
     :class:`~tank.errors.InvalidReference` and :class:`~tank.errors.InvalidDigest` for bad names
     and digests.
     """

@@ -1,0 +1,63 @@
+"""Registry authentication: challenges, the token flows and the credentials tank may send."""
+
+from __future__ import annotations
+
+from tank.auth.credentials import (
+    DOCKER_HUB_KEY,
+    TOKEN_USERNAME,
+    Credentials,
+    CredentialsArg,
+    CredentialSource,
+    CredentialStore,
+    LazyCredentials,
+    canonical_registry,
+    coerce,
+    helper_erase,
+    helper_get,
+    helper_store,
+    resolver,
+    server_key,
+    write_config,
+)
+from tank.auth.tokens import (
+    CLIENT_ID,
+    DEFAULT_EXPIRES_IN,
+    EXPIRY_MARGIN,
+    MAX_TOKEN_RESPONSE,
+    Challenge,
+    Token,
+    TokenCache,
+    TokenKey,
+    fetch_token,
+    parse_challenges,
+    pull_scope,
+)
+
+__all__ = [
+    "CLIENT_ID",
+    "DEFAULT_EXPIRES_IN",
+    "DOCKER_HUB_KEY",
+    "EXPIRY_MARGIN",
+    "MAX_TOKEN_RESPONSE",
+    "TOKEN_USERNAME",
+    "Challenge",
+    "CredentialSource",
+    "CredentialStore",
+    "Credentials",
+    "CredentialsArg",
+    "LazyCredentials",
+    "Token",
+    "TokenCache",
+    "TokenKey",
+    "canonical_registry",
+    "coerce",
+    "fetch_token",
+    "helper_erase",
+    "helper_get",
+    "helper_store",
+    "parse_challenges",
+    "pull_scope",
+    "resolver",
+    "server_key",
+    "write_config",
+]

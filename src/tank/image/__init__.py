@@ -1,0 +1,1 @@
+"""The image model: descriptors, manifests, indexes and configs, parsed from untrusted bytes."""

@@ -1,0 +1,1 @@
+"""Where a pulled image goes: an OCI image layout, a docker-archive, a root filesystem."""
