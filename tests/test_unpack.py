@@ -39,7 +39,8 @@ from tank.errors import (
     UnpackError,
     UnsupportedLayer,
 )
-from tank.outputs.rootfs import ImageConfig, UnpackWarning, rootfs_path, unpack_layers
+from tank.image.config import ImageConfig
+from tank.outputs.rootfs import UnpackWarning, rootfs_path, unpack_layers
 from tank.store import Store
 from tank.testing.images import Blob, Pusher
 from tank.testing.registry import LocalRegistry

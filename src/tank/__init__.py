@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from tank.config import Config
     from tank.config import load as load_config
     from tank.digest import Digest, Hasher
-    from tank.outputs.rootfs import ImageConfig
+    from tank.image.config import ImageConfig
     from tank.platform import Platform
     from tank.reference import Reference
     from tank.reference import parse as parse_reference
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "unpack": ("tank._unpack", "unpack"),
-    "ImageConfig": ("tank.outputs.rootfs", "ImageConfig"),
+    "ImageConfig": ("tank.image.config", "ImageConfig"),
     "inspect": ("tank._inspect", "inspect"),
     "list_tags": ("tank._inspect", "list_tags"),
     "resolve_digest": ("tank._inspect", "resolve_digest"),

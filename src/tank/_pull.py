@@ -865,7 +865,8 @@ def pull(
     )
     if rootfs_target is None:
         return pulled
-    from tank.outputs.rootfs import ImageConfig, unpack_image
+    from tank.image.config import ImageConfig
+    from tank.outputs.rootfs import unpack_image
 
     unpack_image(
         store, str(pulled.digest), ImageConfig.from_json(config),

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 
 from tank._pull import PulledImage, pull
+from tank.image.config import ImageConfig
 from tank.outputs.rootfs import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_LAYER_BYTES,
-    ImageConfig,
     UnpackProgress,
     unpack_image,
 )
