@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tank import digest, reference
-from tank._pull import _descriptor, _image_parts, _kind
 from tank.auth import parse_challenges
 from tank.errors import TankError
+from tank.image import Index, Where, parse_manifest
 from tank.platform import Platform, select
-from tank.registry import parse_manifest
 
 FUZZ = settings(
     max_examples=600, derandomize=True, deadline=None,
@@ -79,15 +78,10 @@ def as_bytes(doc: Any) -> bytes:
                         "application/vnd.oci.image.manifest.v1+json"]))
 def test_manifest_parser(raw: bytes, content_type: str | None) -> None:
     try:
-        media_type, doc = parse_manifest(raw, content_type, **PLACE)
-        kind = _kind(media_type, doc)
-        if kind == "image":
-            _image_parts(doc, PLACE)  # type: ignore[arg-type]
-        else:
-            for entry in doc.get("manifests") or []:
-                _descriptor(entry, where="entry", place=PLACE)  # type: ignore[arg-type]
-            if isinstance(doc.get("manifests"), list):
-                select(doc, Platform("linux", "amd64"), **PLACE)
+        doc = parse_manifest(raw, content_type, place=Where(**PLACE))
+        if isinstance(doc, Index):
+            doc.select(Platform("linux", "amd64"), place=Where(**PLACE))
+            select(dict(doc.json), Platform("linux", "amd64"), **PLACE)
     except TankError:
         return
 

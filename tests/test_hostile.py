@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from tank._pull import MAX_INDEX_ENTRIES, MAX_LAYERS, pull
+from tank import pull
 from tank.errors import (
     DigestMismatch,
     InvalidManifest,
     SizeMismatch,
     UnsupportedManifest,
 )
+from tank.image import MAX_INDEX_ENTRIES, MAX_LAYERS
 from tank.store import Store
 from tank.testing.fronts import MakeFront, Recorded, Response
 from tank.testing.registry import LocalRegistry

@@ -1,4 +1,4 @@
-"""`tank tags` and tank.list_tags / tank.registry.tags: every page, following Link verbatim.
+"""`tank tags` and tank.list_tags / tank.registry.taglist: every page, following Link verbatim.
 
 distribution 2.8.2 ignores ``n`` on tag lists and never pages, so paging is exercised through a
 front that splits the registry's real list into pages of three and sets ``Link``, as Quay, ECR

@@ -1,8 +1,9 @@
 """Images seen without pulling them: :func:`inspect`, :func:`list_tags`, :func:`resolve_digest`.
 
-Every function here talks to the registry only (the cache is neither read nor written), verifies
-what it reads (manifests against their digests, configs against the descriptor), and never
-prints. Each takes the registry client's ``transport=`` and ``retry=`` keywords.
+Every function here talks to the registry only (the cache is neither read nor written), through a
+:class:`~tank.Repository`; it verifies what it reads (manifests against their digests, configs
+against the descriptor), parses it with the image model (:mod:`tank.image`: the same rules as a
+pull), and never prints. Each takes ``transport=``, ``retry=`` and ``credentials=``.
 
 ::
 
@@ -20,40 +21,34 @@ prints. Each takes the registry client's ``transport=`` and ``retry=`` keywords.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Literal
 
-from tank import mediatypes
-from tank.auth import TokenCache
-from tank.auth.credentials import CredentialsArg, resolver
-from tank.config import default_transport
+from tank import _json, mediatypes
+from tank.auth.credentials import CredentialsArg
 from tank.digest import Digest
-from tank.errors import (
-    DigestMismatch,
-    InvalidDigest,
-    InvalidManifest,
-    InvalidReference,
-    UnsupportedManifest,
+from tank.errors import DigestMismatch, InvalidManifest, InvalidReference, UnsupportedManifest
+from tank.image import (
+    MAX_CONFIG_SIZE,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Where,
+    parse_manifest,
 )
-from tank.platform import Platform, is_attestation, select
+from tank.platform import Platform, is_attestation
 from tank.reference import Reference
 from tank.reference import parse as parse_reference
-from tank.registry import ManifestHead, ManifestInfo, blob, manifest, manifest_head, tag_pages
+from tank.registry import Client, Repository
 from tank.retry import RetryPolicy
 from tank.transport import Transport
 
-#: a config blob larger than this is refused (real ones are a few kB; Docker's limit is 8 MB)
-MAX_CONFIG_SIZE: Final = 8 * 1024 * 1024
-
-_SCHEMA1_TYPES: Final = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
-
 Kind = Literal["index", "image"]
+
+#: config media types described as image configs (an artifact's config is shown as a blob only)
+_IMAGE_CONFIG_TYPES = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ class IndexEntry:
     size: int
     image_size: int | None
     attestation: bool
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The entry as ``tank inspect --json`` prints it."""
@@ -100,7 +95,7 @@ class LayerInfo:
     media_type: str
     size: int
     created_by: str | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The layer as ``tank inspect --json`` prints it."""
@@ -111,19 +106,6 @@ class LayerInfo:
             "createdBy": self.created_by,
             "annotations": dict(self.annotations),
         }
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """A content descriptor: media type, digest and size (the config's, here)."""
-
-    media_type: str
-    digest: Digest
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The descriptor as JSON."""
-        return {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
 
 
 @dataclass(frozen=True)
@@ -140,8 +122,9 @@ class Inspection:
     :ivar index_digest: the index the image was chosen from, else ``None``.
     :ivar platforms: an index's entries, attestations included (flagged).
     :ivar platform: an image's platform, from its config.
-    :ivar config_descriptor: an image's config descriptor; :ivar config: the config, parsed;
-        :ivar config_raw: its bytes, verified.
+    :ivar config_descriptor: an image's config descriptor; :ivar config: the config as JSON;
+        :ivar config_raw: its bytes, verified; :ivar image_config: the config parsed
+        (:class:`~tank.image.ImageConfig`), ``None`` for an artifact's config.
     :ivar layers: an image's layers, in order.
     """
 
@@ -158,61 +141,55 @@ class Inspection:
     config: dict[str, Any] = field(default_factory=dict)
     config_raw: bytes | None = None
     layers: tuple[LayerInfo, ...] = ()
+    image_config: ImageConfig | None = None
 
     @property
     def manifest(self) -> dict[str, Any]:
         """The manifest, parsed."""
-        doc: dict[str, Any] = json.loads(self.raw)
+        doc: dict[str, Any] = _json.loads(self.raw)
         return doc
-
-    def _run(self, key: str) -> Any:
-        run = self.config.get("config")
-        return run.get(key) if isinstance(run, dict) else None
 
     @property
     def created(self) -> str | None:
         """The config's ``created`` time (RFC 3339), if any."""
-        value = self.config.get("created")
-        return value if isinstance(value, str) else None
+        return self.image_config.created if self.image_config else None
 
     @property
     def entrypoint(self) -> list[str] | None:
         """``config.Entrypoint``."""
-        return _str_list(self._run("Entrypoint"))
+        value = self.image_config.entrypoint if self.image_config else None
+        return list(value) if value is not None else None
 
     @property
     def cmd(self) -> list[str] | None:
         """``config.Cmd``."""
-        return _str_list(self._run("Cmd"))
+        value = self.image_config.cmd if self.image_config else None
+        return list(value) if value is not None else None
 
     @property
     def env(self) -> list[str]:
         """``config.Env`` (``NAME=value`` strings)."""
-        return _str_list(self._run("Env")) or []
+        return list(self.image_config.env) if self.image_config else []
 
     @property
     def user(self) -> str | None:
         """``config.User`` (``None`` when empty: the runtime's default, root)."""
-        value = self._run("User")
-        return value if isinstance(value, str) and value else None
+        return (self.image_config.user or None) if self.image_config else None
 
     @property
     def working_dir(self) -> str | None:
         """``config.WorkingDir`` (``None`` when empty)."""
-        value = self._run("WorkingDir")
-        return value if isinstance(value, str) and value else None
+        return (self.image_config.working_dir or None) if self.image_config else None
 
     @property
     def exposed_ports(self) -> list[str]:
         """``config.ExposedPorts``' keys, such as ``80/tcp``, sorted."""
-        value = self._run("ExposedPorts")
-        return sorted(str(k) for k in value) if isinstance(value, dict) else []
+        return sorted(self.image_config.exposed_ports) if self.image_config else []
 
     @property
     def labels(self) -> dict[str, str]:
         """``config.Labels``."""
-        value = self._run("Labels")
-        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+        return dict(self.image_config.labels) if self.image_config else {}
 
     @property
     def total_size(self) -> int:
@@ -223,7 +200,7 @@ class Inspection:
         return config + sum(layer.size for layer in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``tank inspect --json`` document (keys documented in the README)."""
+        """The ``tank inspect --json`` document (keys documented in docs/commands.md)."""
         out: dict[str, Any] = {
             "reference": str(self.reference),
             "kind": self.kind,
@@ -239,7 +216,9 @@ class Inspection:
                 "indexDigest": str(self.index_digest) if self.index_digest else None,
                 "platform": str(self.platform) if self.platform else None,
                 "created": self.created,
-                "config": self.config_descriptor.to_json() if self.config_descriptor else None,
+                "config": (
+                    _plain(self.config_descriptor) if self.config_descriptor else None
+                ),
                 "entrypoint": self.entrypoint,
                 "cmd": self.cmd,
                 "env": self.env,
@@ -254,110 +233,8 @@ class Inspection:
         return out
 
 
-def _str_list(value: Any) -> list[str] | None:
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    if isinstance(value, str):
-        return [value]
-    return None
-
-
-class _Place(TypedDict):
-    registry: str
-    repository: str
-    reference: str
-
-
-def _place(ref: Reference) -> _Place:
-    return _Place(
-        registry=ref.registry, repository=ref.repository, reference=ref.fetch_reference
-    )
-
-
-def _kind(info: ManifestInfo, ref: Reference) -> Kind:
-    """``index`` or ``image``; raise for schema 1 and for what tank cannot read."""
-    media_type, doc = info.media_type, info.json
-    if media_type in _SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
-        raise UnsupportedManifest(
-            "Docker schema 1 manifests are not supported (deprecated since 2017)", **_place(ref)
-        )
-    if mediatypes.is_index(media_type) or (media_type is None and "manifests" in doc):
-        return "index"
-    if media_type in mediatypes.IMAGE_MANIFEST_TYPES or (media_type is None and "config" in doc):
-        return "image"
-    raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}", **_place(ref))
-
-
-def _descriptor(doc: Any, where: str, ref: Reference) -> tuple[str, Digest, int]:
-    """(media type, digest, size) of a descriptor, validated."""
-    if not isinstance(doc, dict):
-        raise InvalidManifest(f"{where} is not a descriptor object", **_place(ref))
-    media_type, digest, size = doc.get("mediaType"), doc.get("digest"), doc.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise InvalidManifest(f"{where} has no mediaType", **_place(ref))
-    try:
-        parsed = Digest.parse(digest if isinstance(digest, str) else "")
-    except InvalidDigest as exc:
-        raise InvalidManifest(f"{where}: {exc}", **_place(ref)) from None
-    if type(size) is not int or size < 0:
-        raise InvalidManifest(f"{where} has an invalid size {size!r}", **_place(ref))
-    return media_type, parsed, size
-
-
-def _annotations(doc: Any) -> dict[str, str]:
-    value = doc.get("annotations") if isinstance(doc, dict) else None
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _image_size(doc: dict[str, Any], ref: Reference) -> int | None:
-    """Config plus layers of an image manifest; ``None`` for anything else."""
-    if "config" not in doc or not isinstance(doc.get("layers"), list):
-        return None
-    total = _descriptor(doc["config"], "the config descriptor", ref)[2]
-    for i, layer in enumerate(doc["layers"], 1):
-        total += _descriptor(layer, f"layer {i}", ref)[2]
-    return total
-
-
-class _Session:
-    """One reference's registry conversation: the transport, the policy and the token."""
-
-    def __init__(
-        self,
-        ref: Reference,
-        transport: Transport | None,
-        retry: RetryPolicy | None,
-        credentials: CredentialsArg,
-    ) -> None:
-        self.ref = ref
-        self.transport = transport or default_transport()
-        self.retry = retry
-        self.token: str | None = None
-        self.credentials = resolver(credentials, ref.registry, ref.repository)
-        self.token_cache = TokenCache()
-
-    def manifest(self, reference: str) -> ManifestInfo:
-        info, self.token = manifest(
-            self.ref.registry, self.ref.repository, reference, self.token,
-            transport=self.transport, retry=self.retry, credentials=self.credentials,
-            token_cache=self.token_cache,
-        )
-        return info
-
-    def head(self, reference: str) -> ManifestHead:
-        head, self.token = manifest_head(
-            self.ref.registry, self.ref.repository, reference, self.token,
-            transport=self.transport, retry=self.retry, credentials=self.credentials,
-            token_cache=self.token_cache,
-        )
-        return head
-
-    def blob(self, digest: str, size: int) -> bytes:
-        return blob(
-            self.ref.registry, self.ref.repository, digest, self.token, size=size,
-            transport=self.transport, retry=self.retry, credentials=self.credentials,
-            token_cache=self.token_cache,
-        )
+def _plain(d: Descriptor) -> dict[str, Any]:
+    return {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size}
 
 
 def _parse_ref(ref: str | Reference) -> Reference:
@@ -366,6 +243,22 @@ def _parse_ref(ref: str | Reference) -> Reference:
 
 def _parse_platform(platform: str | Platform | None) -> Platform | None:
     return Platform.parse(platform) if isinstance(platform, str) else platform
+
+
+def _repository(
+    reference: Reference,
+    transport: Transport | None,
+    retry: RetryPolicy | None,
+    credentials: CredentialsArg,
+) -> Repository:
+    client = Client(reference.registry, credentials=credentials, transport=transport, retry=retry)
+    return client.repository(reference.repository)
+
+
+def _fetch(repo: Repository, reference: str, place: Where) -> Manifest | Index:
+    """A manifest, verified and parsed by the image model."""
+    info = repo.manifest(reference)
+    return parse_manifest(info.raw, info.media_type, digest=info.digest, place=place)
 
 
 def inspect(
@@ -381,9 +274,9 @@ def inspect(
 
     For an index (and no ``platform``): its entries, each with its platform, digest and size,
     and with ``children`` the image size each entry's manifest declares (one more ``GET`` each,
-    and on Docker Hub each counts against the pull rate limit). For an
-    image, or an index's entry for ``platform``: the manifest, the config (fetched and verified)
-    and the layers, with the config history's ``created_by`` where it lines up.
+    and on Docker Hub each counts against the pull rate limit). For an image, or an index's entry
+    for ``platform``: the manifest, the config (fetched and verified) and the layers, with the
+    config history's ``created_by`` where it lines up.
 
     :param ref: an image reference (``alpine``, ``ghcr.io/o/r:tag``, ``name@sha256:…``).
     :param platform: ``os/arch[/variant]``: from an index, inspect that platform's image.
@@ -397,130 +290,110 @@ def inspect(
     """
     reference = _parse_ref(ref)
     want = _parse_platform(platform)
-    session = _Session(reference, transport, retry, credentials)
-    info = session.manifest(reference.fetch_reference)
-    kind = _kind(info, reference)
-    digest = info.content_digest()
-    media_type = info.media_type or (
-        mediatypes.OCI_INDEX if kind == "index" else mediatypes.OCI_MANIFEST
-    )
-    index_digest: Digest | None = None
-    if kind == "index":
-        if want is None:
-            return Inspection(
-                reference=reference, kind="index", digest=digest, media_type=media_type,
-                size=len(info.raw), raw=info.raw,
-                platforms=_entries(session, info.json, reference, children=children),
-            )
-        entry = select(info.json, want, **_place(reference))
-        _, child_digest, child_size = _descriptor(entry, "the index entry", reference)
-        index_digest = digest
-        info = session.manifest(child_digest)
-        if len(info.raw) != child_size:
-            raise InvalidManifest(
-                f"the index says manifest {child_digest} has {child_size} bytes, it has "
-                f"{len(info.raw)}", **_place(reference),
-            )
-        if _kind(info, reference) != "image":
-            raise UnsupportedManifest(
-                f"the index entry {child_digest} is itself an index (nested indexes are not "
-                "supported)", **_place(reference),
-            )
-        digest = child_digest
-        media_type = info.media_type or entry.get("mediaType") or mediatypes.OCI_MANIFEST
-    return _image(session, info, reference, digest, media_type, index_digest)
+    place = Where(reference.registry, reference.repository, reference.fetch_reference)
+    repo = _repository(reference, transport, retry, credentials)
+    doc = _fetch(repo, reference.fetch_reference, place)
+    if isinstance(doc, Manifest):
+        return _image(repo, doc, reference, None, place)
+    if want is None:
+        return Inspection(
+            reference=reference, kind="index", digest=doc.digest, media_type=doc.media_type,
+            size=doc.size, raw=doc.raw,
+            platforms=_entries(repo, doc, children=children, place=place),
+        )
+    entry = doc.select(want, place=place)
+    child = _fetch(repo, entry.digest, place)
+    _check_size(entry, child, place)
+    if not isinstance(child, Manifest):
+        raise UnsupportedManifest(
+            f"the index entry {entry.digest} is itself an index (nested indexes are not "
+            "supported)", **place.kwargs(),
+        )
+    return _image(repo, child, reference, doc.digest, place)
+
+
+def _check_size(entry: Descriptor, child: Manifest | Index, place: Where) -> None:
+    if child.size != entry.size:
+        raise InvalidManifest(
+            f"the index says manifest {entry.digest} has {entry.size} bytes, it has "
+            f"{child.size}", **place.kwargs(),
+        )
 
 
 def _entries(
-    session: _Session, index: dict[str, Any], ref: Reference, *, children: bool
+    repo: Repository, index: Index, *, children: bool, place: Where
 ) -> tuple[IndexEntry, ...]:
-    entries = index.get("manifests")
-    if not isinstance(entries, list):
-        raise InvalidManifest("the index has no manifests list", **_place(ref))
     out = []
-    for i, entry in enumerate(entries, 1):
-        media_type, digest, size = _descriptor(entry, f"index entry {i}", ref)
+    for entry in index.manifests:
         image_size: int | None = None
         if children:
-            child = session.manifest(digest)
-            if len(child.raw) != size:
-                raise InvalidManifest(
-                    f"the index says manifest {digest} has {size} bytes, it has "
-                    f"{len(child.raw)}", **_place(ref),
-                )
-            image_size = _image_size(child.json, ref)
+            child = _fetch(repo, entry.digest, place)
+            _check_size(entry, child, place)
+            if isinstance(child, Manifest):
+                image_size = child.config.size + sum(layer.size for layer in child.layers)
         out.append(
             IndexEntry(
-                platform=Platform.from_json(entry.get("platform")),
-                digest=digest,
-                media_type=media_type,
-                size=size,
+                platform=entry.platform,
+                digest=entry.digest,
+                media_type=entry.media_type,
+                size=entry.size,
                 image_size=image_size,
-                attestation=is_attestation(entry),
-                annotations=_annotations(entry),
+                attestation=is_attestation(entry.json),
+                annotations=dict(entry.annotations),
             )
         )
     return tuple(out)
 
 
 def _image(
-    session: _Session,
-    info: ManifestInfo,
+    repo: Repository,
+    doc: Manifest,
     ref: Reference,
-    digest: Digest,
-    media_type: str,
     index_digest: Digest | None,
+    place: Where,
 ) -> Inspection:
-    doc = info.json
-    config_type, config_digest, config_size = _descriptor(
-        doc.get("config"), "the config descriptor", ref
-    )
-    raw_layers = doc.get("layers")
-    if not isinstance(raw_layers, list):
-        raise InvalidManifest("the image manifest has no layers list", **_place(ref))
-    layers = [(_descriptor(d, f"layer {i}", ref), d) for i, d in enumerate(raw_layers, 1)]
-    if config_size > MAX_CONFIG_SIZE:
+    config = doc.config
+    if config.size > MAX_CONFIG_SIZE:
         raise InvalidManifest(
-            f"the config {config_digest} declares {config_size} bytes, over the "
-            f"{MAX_CONFIG_SIZE}-byte limit", **_place(ref),
+            f"the config {config.digest} declares {config.size} bytes, over the "
+            f"{MAX_CONFIG_SIZE}-byte limit", **place.kwargs(),
         )
-    config_raw = session.blob(config_digest, config_size)
-    try:
-        config = json.loads(config_raw)
-    except ValueError as exc:
-        raise InvalidManifest(f"the image config is not JSON: {exc}", **_place(ref)) from None
-    if not isinstance(config, dict):
-        raise InvalidManifest("the image config is not a JSON object", **_place(ref))
-    history = config.get("history")
-    steps = (
-        [h for h in history if isinstance(h, dict) and not h.get("empty_layer")]
-        if isinstance(history, list) else []
+    config_raw = repo.blob(config.digest, size=config.size)
+    config_doc: dict[str, Any] = {}
+    image_config: ImageConfig | None = None
+    if config.media_type in _IMAGE_CONFIG_TYPES:
+        try:
+            parsed = _json.loads(config_raw)
+        except ValueError as exc:
+            raise InvalidManifest(
+                f"the image config is not JSON: {exc}", **place.kwargs()
+            ) from None
+        if not isinstance(parsed, dict):
+            raise InvalidManifest("the image config is not a JSON object", **place.kwargs())
+        config_doc = parsed
+        image_config = ImageConfig.from_json(parsed, require_rootfs=False)
+    created_by = (
+        image_config.created_by(len(doc.layers)) if image_config else (None,) * len(doc.layers)
     )
-    lined_up = len(steps) == len(layers)
     return Inspection(
         reference=ref,
         kind="image",
-        digest=digest,
-        media_type=media_type,
-        size=len(info.raw),
-        raw=info.raw,
+        digest=doc.digest,
+        media_type=doc.media_type,
+        size=doc.size,
+        raw=doc.raw,
         index_digest=index_digest,
-        platform=Platform.from_json(config),
-        config_descriptor=Descriptor(config_type, config_digest, config_size),
-        config=config,
+        platform=image_config.platform if image_config else None,
+        config_descriptor=config,
+        config=config_doc,
         config_raw=config_raw,
+        image_config=image_config,
         layers=tuple(
             LayerInfo(
-                digest=d,
-                media_type=mt,
-                size=size,
-                created_by=(
-                    str(steps[i]["created_by"])
-                    if lined_up and isinstance(steps[i].get("created_by"), str) else None
-                ),
-                annotations=_annotations(raw),
+                digest=layer.digest, media_type=layer.media_type, size=layer.size,
+                created_by=by, annotations=dict(layer.annotations),
             )
-            for i, ((mt, d, size), raw) in enumerate(layers)
+            for layer, by in zip(doc.layers, created_by, strict=True)
         ),
     )
 
@@ -546,9 +419,10 @@ def resolve_digest(
     """
     reference = _parse_ref(ref)
     want = _parse_platform(platform)
-    session = _Session(reference, transport, retry, credentials)
+    place = Where(reference.registry, reference.repository, reference.fetch_reference)
+    repo = _repository(reference, transport, retry, credentials)
     if want is None:
-        head = session.head(reference.fetch_reference)
+        head = repo.manifest_head(reference.fetch_reference)
         if head.digest is not None:
             if reference.digest is not None and head.digest != reference.digest:
                 raise DigestMismatch(
@@ -556,12 +430,13 @@ def resolve_digest(
                     registry=reference.registry, repository=reference.repository,
                 )
             return head.digest
-        return session.manifest(reference.fetch_reference).content_digest()
-    info = session.manifest(reference.fetch_reference)
-    if _kind(info, reference) == "image":
-        return info.content_digest()
-    entry = select(info.json, want, **_place(reference))
-    return _descriptor(entry, "the index entry", reference)[1]
+        info = repo.manifest(reference.fetch_reference)
+        assert info.digest is not None
+        return info.digest
+    doc = _fetch(repo, reference.fetch_reference, place)
+    if isinstance(doc, Manifest):
+        return doc.digest
+    return doc.select(want, place=place).digest
 
 
 def parse_repository(text: str) -> Reference:
@@ -589,26 +464,11 @@ def list_tags(
     :raises NotFound: no such repository.
     """
     ref = parse_repository(repository) if isinstance(repository, str) else repository
-    if limit is not None and limit < 0:
-        raise ValueError("limit must be >= 0")
-    out: list[str] = []
-    if limit == 0:
-        return out
-    pages = tag_pages(
-        ref.registry, ref.repository, n=page_size, transport=transport, retry=retry,
-        credentials=resolver(credentials, ref.registry, ref.repository),
-    )
-    for page, _ in pages:
-        out.extend(page)
-        if limit is not None and len(out) >= limit:
-            pages.close()
-            return out[:limit]
-    return out
+    return _repository(ref, transport, retry, credentials).tags(n=page_size, limit=limit)
 
 
 __all__ = [
     "MAX_CONFIG_SIZE",
-    "Descriptor",
     "IndexEntry",
     "Inspection",
     "LayerInfo",

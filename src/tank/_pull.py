@@ -1,8 +1,8 @@
-"""The pull: reference → manifest → platform → verified blobs in the cache → outputs.
+"""``tank.pull``: reference → manifest → platform → verified blobs in the cache → outputs.
 
 :func:`pull` is the library's main entry point. It never prints; it reports progress through
-the ``progress`` callback, which receives :class:`ProgressEvent` objects **from worker threads**
-(up to ``jobs`` at once), so a callback must be thread-safe.
+the ``progress`` callback, which receives :class:`~tank.ProgressEvent` objects **from worker
+threads** (up to ``jobs`` at once), so a callback must be thread-safe.
 
 Network use, by case:
 
@@ -12,107 +12,37 @@ Network use, by case:
 - ``offline=True``: never any request; a missing piece raises
   :class:`~tank.errors.CacheMiss` saying exactly what is missing;
 - blobs already in the cache are never downloaded again (``refresh=True`` re-fetches them).
+
+The fetching itself is :class:`tank._fetch.Fetcher`'s; the outputs are :mod:`tank.outputs`'.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any
 
-from tank import mediatypes
-from tank.auth import TokenCache
-from tank.auth.credentials import Credentials, CredentialsArg, LazyCredentials, coerce, resolver
+from tank import _json, mediatypes
+from tank._fetch import Fetcher, ProgressCallback, ProgressEvent, Source
+from tank.auth.credentials import Credentials, CredentialsArg, coerce
 from tank.config import Config, Endpoint
 from tank.config import load as load_config
-from tank.digest import Digest, Hasher
-from tank.errors import (
-    CacheMiss,
-    DigestMismatch,
-    InvalidDigest,
-    InvalidManifest,
-    InvalidReference,
-    TankError,
-    UnsupportedManifest,
-)
-from tank.platform import Platform, host_platform, select
+from tank.digest import Digest
+from tank.errors import InvalidManifest, InvalidReference
+from tank.image import Descriptor, ImageConfig, Index, Manifest
+from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
-from tank.registry import (
-    BlobStream,
-    ManifestHead,
-    ManifestInfo,
-    manifest,
-    manifest_head,
-    open_blob,
-    parse_manifest,
-)
-from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
-from tank.store import BlobWriter, Store
+from tank.registry import Client
+from tank.retry import DEFAULT_RETRY, RetryPolicy
+from tank.store import Store
 from tank.transport import Transport
 
-_SCHEMA1_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
-
-class _Place(TypedDict):
-    registry: str
-    repository: str
-    reference: str
-
-
-EventKind = Literal["manifest", "started", "bytes", "restarted", "finished", "cached"]
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """Something happened to one blob (or manifest).
-
-    ``kind``: ``manifest`` (a manifest was resolved: ``digest``, ``what`` = ``index``/``image``),
-    ``started`` (a download began), ``bytes`` (``amount`` more bytes arrived, or were found in a
-    resumed ingest file), ``restarted`` (the ``amount`` bytes so far were discarded: the registry
-    ignored ``Range``), ``finished`` (the blob verified and is in the cache), ``cached`` (it was
-    there already; nothing fetched).
-    """
-
-    kind: EventKind
-    digest: str
-    size: int | None = None
-    amount: int = 0
-    what: str = ""
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """A content descriptor (OCI image-spec): what a manifest says about a blob."""
-
-    media_type: str
-    digest: Digest
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The descriptor as it appears in JSON."""
-        out: dict[str, Any] = {
-            "mediaType": self.media_type, "digest": str(self.digest), "size": self.size,
-        }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+#: config media types parsed as image configs (others, an artifact's, are kept as they are)
+_IMAGE_CONFIG_TYPES = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
 
 
 @dataclass(frozen=True)
@@ -124,10 +54,11 @@ class PulledImage:
     :ivar media_type: the image manifest's media type.
     :ivar index_digest: the index's digest when the reference named one, else ``None``.
     :ivar platform: the platform chosen from the index (or the config's own).
-    :ivar config: the parsed image config.
+    :ivar config: the image config, as a JSON object.
+    :ivar config_descriptor: the config's descriptor; :ivar layers: the layers' descriptors.
     :ivar platforms: with ``all_platforms``, every platform the index offers (all were pulled).
-    :ivar output: the OCI layout directory or docker-archive file written, if any
-        (``output_kind`` says which), and ``output_tag`` the name the image has there.
+    :ivar output: the OCI layout directory, docker-archive file or root filesystem written, if
+        any (``output_kind`` says which), and ``output_tag`` the name the image has there.
     :ivar output_digest: the manifest digest in the layout: :attr:`digest`, except for a Docker v2
         manifest, which a layout holds rewritten with OCI media types (as skopeo does).
     :ivar mirror: the mirror (``registry/repository``) that served the image, ``None`` when it
@@ -163,7 +94,12 @@ class PulledImage:
         return self.blob_path(self.digest)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document (keys documented in the README)."""
+        """The ``--json`` document (keys documented in docs/commands.md)."""
+        output = None
+        if self.output is not None:
+            output = f"{self.output_kind}:{self.output}"
+            if self.output_tag:
+                output += f":{self.output_tag}"
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
@@ -171,14 +107,9 @@ class PulledImage:
             "indexDigest": str(self.index_digest) if self.index_digest else None,
             "platform": str(self.platform) if self.platform else None,
             "config": self.config_descriptor.to_json(),
-            "layers": [layer.to_json() for layer in self.layers],
+            "layers": [_descriptor_json(layer) for layer in self.layers],
             "cache": str(self.cache),
-            "output": (
-                None if self.output is None
-                else f"{self.output_kind}:{self.output}" + (
-                    f":{self.output_tag}" if self.output_tag else ""
-                )
-            ),
+            "output": output,
             "platforms": [str(p) for p in self.platforms],
             "outputDigest": str(self.output_digest) if self.output_digest else None,
             "seconds": round(self.seconds, 3),
@@ -188,448 +119,138 @@ class PulledImage:
         }
 
 
-# -- descriptors and manifests ------------------------------------------------------------------
+def _descriptor_json(d: Descriptor) -> dict[str, Any]:
+    out: dict[str, Any] = {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size}
+    if d.annotations:
+        out["annotations"] = dict(d.annotations)
+    return out
 
 
-def _descriptor(doc: Any, *, where: str, place: _Place) -> Descriptor:
-    if not isinstance(doc, dict):
-        raise InvalidManifest(f"{where} is not a descriptor object", **place)
-    media_type, digest, size = doc.get("mediaType"), doc.get("digest"), doc.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise InvalidManifest(f"{where} has no mediaType", **place)
-    if not isinstance(digest, str):
-        raise InvalidManifest(f"{where} has no digest", **place)
-    try:
-        parsed = Digest.parse(digest)
-    except InvalidDigest as exc:
-        raise InvalidManifest(f"{where}: {exc}", **place) from None
-    if type(size) is not int or size < 0:
-        raise InvalidManifest(f"{where} has an invalid size {size!r}", **place)
-    annotations = doc.get("annotations")
-    clean = (
-        {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
-    )
-    return Descriptor(media_type, parsed, size, clean)
+# -- outputs ------------------------------------------------------------------------------------
 
 
-#: more layers than this in one manifest is refused (real images have tens; overlay stops at 128)
-MAX_LAYERS = 10_000
-#: more entries than this in one index is refused
-MAX_INDEX_ENTRIES = 10_000
+@dataclass(frozen=True)
+class _Output:
+    """What ``output=`` asks for, checked before anything is fetched."""
+
+    kind: str | None = None  # "oci", "docker-archive", "rootfs"
+    target: Any = None  # LayoutTarget, ArchiveTarget or Path
 
 
-def _kind(media_type: str | None, doc: dict[str, Any], place: _Place | None = None) -> str:
-    """``index`` or ``image``; raise for schema 1 and for what tank does not pull."""
-    where = place or _Place(registry="", repository="", reference="")
-    if media_type in _SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
-        raise UnsupportedManifest(
-            "Docker schema 1 manifests are not supported (deprecated since 2017; ask the "
-            "image's publisher for a schema 2 or OCI image)", **where,
+def _plan_output(output: str | None, all_platforms: bool) -> _Output:
+    if output is None:
+        return _Output()
+    if output.startswith("rootfs:"):
+        path = output[len("rootfs:"):]
+        if not path:
+            raise InvalidReference(output, "rootfs: needs a directory (rootfs:DIR)")
+        target = Path(path)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidReference(output, f"{target} exists and is not empty")
+        if all_platforms:
+            raise InvalidReference(output, "a root filesystem holds one platform's image")
+        return _Output("rootfs", target)
+    if output.startswith("docker-archive:"):
+        from tank.outputs.archive import ArchiveTarget
+
+        if all_platforms:
+            raise InvalidReference(output, "a docker-archive holds one platform's image")
+        return _Output("docker-archive", ArchiveTarget.parse(output))
+    from tank.outputs.layout import LayoutTarget
+
+    return _Output("oci", LayoutTarget.parse(output))
+
+
+# -- the pull -----------------------------------------------------------------------------------
+
+
+def _sources(
+    reference: Reference,
+    endpoints: list[Endpoint],
+    credentials: CredentialsArg,
+    transport: Transport,
+    retry: RetryPolicy,
+) -> list[Source]:
+    """A :class:`~tank._fetch.Source` per endpoint, all on one pool and one token cache. The
+    image's own registry gets the caller's credentials; another host only a credential
+    *source*'s lookup for that host (a mirror never gets credentials meant for another)."""
+    from tank.auth.tokens import TokenCache
+
+    tokens = TokenCache()
+    out = []
+    for e in endpoints:
+        creds: CredentialsArg = credentials
+        if e.registry != reference.registry and isinstance(coerce(credentials), Credentials):
+            creds = None  # the caller's credentials are for the image's registry only
+        client = Client(
+            e.registry, credentials=creds, transport=transport, retry=retry, token_cache=tokens
         )
-    if media_type in mediatypes.INDEX_TYPES or (media_type is None and "manifests" in doc):
-        entries = doc.get("manifests")
-        if not isinstance(entries, list):
-            raise InvalidManifest("the index has no manifests list", **where)
-        if len(entries) > MAX_INDEX_ENTRIES:
-            raise InvalidManifest(
-                f"the index lists {len(entries)} manifests (tank's limit is "
-                f"{MAX_INDEX_ENTRIES})", **where,
-            )
-        return "index"
-    if media_type in mediatypes.IMAGE_MANIFEST_TYPES or (media_type is None and "config" in doc):
-        return "image"
-    raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}", **where)
-
-
-_T = TypeVar("_T")
-_log = logging.getLogger("tank.pull")
-
-
-@dataclass(eq=False)
-class _Source:
-    """Mirrors: one place the image can come from (tank.config.Endpoint), with its own token and
-    credentials (a mirror never gets the credentials meant for another registry)."""
-
-    registry: str
-    repository: str
-    credentials: LazyCredentials
-    mirror: bool = False
-    token: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.registry}/{self.repository}"
-
-
-class _Puller:
-    def __init__(
-        self,
-        ref: Reference,
-        store: Store,
-        *,
-        transport: Transport,
-        offline: bool,
-        refresh: bool,
-        jobs: int,
-        progress: ProgressCallback | None,
-        retry: RetryPolicy,
-        credentials: CredentialsArg = None,
-        endpoints: list[Endpoint] | None = None,
-    ) -> None:
-        self.ref = ref
-        self.retry = retry
-        # credentials for this registry (looked up on its first challenge), and one token cache
-        # for the whole pull: every thread reuses the token until shortly before it expires
-        self.credentials = resolver(credentials, ref.registry, ref.repository)
-        self.token_cache = TokenCache()
-        self.cancelled = threading.Event()
-        self.store = store
-        self.transport = transport
-        self.offline = offline
-        self.refresh = refresh
-        self.jobs = jobs
-        self.progress = progress
-        # -- mirrors: the endpoints in order (mirrors, then the registry); `source` serves the
-        # pull once the top manifest resolved; `token` is the source's
-        self.sources = [
-            self._source(e, credentials)
-            for e in endpoints or [Endpoint(ref.registry, ref.repository)]
-        ]
-        self.upstream = self.sources[-1]
-        self.source = self.upstream
-        self.source_known = len(self.sources) == 1
-        self._token_lock = threading.Lock()
-        self.downloaded = 0
-        self.cached = 0
-        self._count_lock = threading.Lock()
-        self.place = _Place(
-            registry=ref.registry, repository=ref.repository, reference=ref.fetch_reference
-        )
-
-    def emit(self, event: ProgressEvent) -> None:
-        if self.progress is not None:
-            self.progress(event)
-
-    # -- mirrors (tank.config): which endpoint serves the pull --------------------------------
-
-    def _source(self, endpoint: Endpoint, credentials: CredentialsArg) -> _Source:
-        """A :class:`_Source` for ``endpoint``. The image's own registry gets the caller's
-        credentials; another host only a credential *source*'s lookup for that host."""
-        if endpoint.registry == self.ref.registry:
-            creds = self.credentials
-        elif isinstance(coerce(credentials), Credentials):  # the caller's, for its registry only
-            creds = resolver(None, endpoint.registry, endpoint.repository)
-        else:  # a credential source (or none): ask it for this host's own
-            creds = resolver(credentials, endpoint.registry, endpoint.repository)
-        return _Source(endpoint.registry, endpoint.repository, creds, mirror=endpoint.mirror)
-
-    @property
-    def token(self) -> str | None:
-        """The token of the endpoint serving the pull."""
-        return self.source.token
-
-    @token.setter
-    def token(self, value: str | None) -> None:
-        self.source.token = value
-
-    def _on_sources(self, fn: Callable[[_Source, RetryPolicy], _T], *, top: bool) -> _T:
-        """``fn`` on the first endpoint that answers; a mirror's failure or miss falls through.
-
-        For the top manifest (``top``), and for anything asked before it (a manifest found in
-        the cache), every endpoint in order, mirrors with at most two tries each so that one that
-        is down costs little; the one that answers the top manifest serves the rest of the pull:
-        first it, then the registry itself when it was a mirror.
-        """
-        known = self.source_known and not top
-        if known:
-            candidates = [self.source] if self.source is self.upstream else [
-                self.source, self.upstream,
-            ]
-        else:
-            candidates = self.sources
-        quick = replace(
-            self.retry, attempts=min(self.retry.attempts, 2),
-            max_retry_after=min(self.retry.max_retry_after, 5.0),
-        )
-        for src in candidates[:-1]:
-            try:
-                result = fn(src, self.retry if known else quick)
-            except TankError as exc:
-                _log.debug("mirror %s: %s; trying the next endpoint", src, exc)
-                continue
-            if top:
-                self.source, self.source_known = src, True
-            return result
-        result = fn(candidates[-1], self.retry)
-        if top:
-            self.source, self.source_known = candidates[-1], True
-        return result
-
-    # -- manifests ---------------------------------------------------------------------------
-
-    def _cached_manifest(self, digest: Digest) -> tuple[str | None, dict[str, Any], bytes]:
-        raw = self.store.read_blob(digest)
-        media_type, doc = parse_manifest(raw, None, **self.place)
-        return media_type, doc, raw
-
-    def _fetch_manifest(
-        self, reference: str, *, top: bool = True
-    ) -> tuple[Digest, str | None, dict[str, Any], int]:
-        def one(src: _Source, policy: RetryPolicy) -> ManifestInfo:
-            info, src.token = manifest(
-                src.registry, src.repository, reference, src.token,
-                transport=self.transport, retry=policy,
-                credentials=src.credentials, token_cache=self.token_cache,
-            )
-            return info
-
-        info = self._on_sources(one, top=top)  # mirrors: first endpoint that has it
-        digest = info.content_digest()
-        self.store.put_bytes(digest, info.raw)
-        return digest, info.media_type, info.json, len(info.raw)
-
-    def resolve_top(self) -> tuple[Digest, str | None, dict[str, Any], int]:
-        """The manifest the reference names: (digest, media type, document, size)."""
-        ref = self.ref
-        if ref.digest is not None:
-            if self.store.has_blob(ref.digest) and not self.refresh:
-                media_type, doc, raw = self._cached_manifest(ref.digest)
-                return ref.digest, media_type, doc, len(raw)
-            if self.offline:
-                raise CacheMiss(f"offline, and the manifest {ref.digest} of {ref} is not cached")
-            return self._fetch_manifest(ref.digest)
-        tag = ref.tag or DEFAULT_TAG
-        record = self.store.get_ref(ref.registry, ref.repository, tag)
-        known = record is not None and self.store.has_blob(record.digest)
-        if self.offline:
-            if record is None or not known:
-                raise CacheMiss(
-                    f"offline, and {ref} has never been pulled into this cache"
-                    if record is None
-                    else f"offline, and the manifest {record.digest} of {ref} is not cached"
-                )
-            media_type, doc, raw = self._cached_manifest(record.digest)
-            return record.digest, media_type, doc, len(raw)
-        if record is not None and known and not self.refresh:
-            def one(src: _Source, policy: RetryPolicy) -> ManifestHead:
-                head, src.token = manifest_head(
-                    src.registry, src.repository, tag, src.token, transport=self.transport,
-                    retry=policy, credentials=src.credentials, token_cache=self.token_cache,
-                )
-                return head
-
-            head = self._on_sources(one, top=True)  # mirrors: first endpoint that answers
-            if head.digest == record.digest:
-                media_type, doc, raw = self._cached_manifest(record.digest)
-                return record.digest, media_type, doc, len(raw)
-        return self._fetch_manifest(tag)
-
-    def child(self, descriptor: Descriptor) -> tuple[str | None, dict[str, Any], int]:
-        """An index entry's manifest, from the cache or the registry, verified by digest."""
-        digest = descriptor.digest
-        if self.store.has_blob(digest) and not self.refresh:
-            media_type, doc, raw = self._cached_manifest(digest)
-            return media_type, doc, len(raw)
-        if self.offline:
-            raise CacheMiss(f"offline, and the manifest {digest} of {self.ref} is not cached")
-        _, media_type, doc, size = self._fetch_manifest(digest, top=False)
-        if size != descriptor.size:
-            raise InvalidManifest(
-                f"the index says manifest {digest} has {descriptor.size} bytes, it has {size}",
-                **self.place,
-            )
-        return media_type, doc, size
-
-    # -- blobs -------------------------------------------------------------------------------
-
-    def fetch_blob(self, desc: Descriptor, what: str) -> None:
-        """Make sure ``desc`` is in the cache, downloading it when it is not."""
-        store = self.store
-        if not self.refresh and store.has_blob(desc.digest, desc.size):
-            self._count(cached=desc.size)
-            self.emit(ProgressEvent("cached", desc.digest, desc.size, what=what))
-            return
-        if self.offline:
-            raise CacheMiss(f"offline, and the {what} {desc.digest} of {self.ref} is not cached")
-        with store.writer(desc.digest, desc.size, replace=self.refresh) as writer:
-            if writer is None:  # another process fetched it while this one waited
-                self._count(cached=desc.size)
-                self.emit(ProgressEvent("cached", desc.digest, desc.size, what=what))
-                return
-            self.emit(ProgressEvent("started", desc.digest, desc.size, what=what))
-            if writer.resumed:
-                self.emit(ProgressEvent("bytes", desc.digest, desc.size, writer.resumed, what))
-            hasher = self._download_any(desc, writer, what)
-            try:
-                writer.commit(hasher)
-            except DigestMismatch:
-                if not writer.resumed:
-                    raise
-                # the bytes an earlier run left were not a prefix of this blob: start over once
-                self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written, what))
-                writer.restart()
-                writer.resumed = 0
-                writer.commit(self._download_any(desc, writer, what))
-        self._count(downloaded=desc.size)
-        self.emit(ProgressEvent("finished", desc.digest, desc.size, what=what))
-
-    def _download_any(self, desc: Descriptor, writer: BlobWriter, what: str) -> Hasher:
-        """Mirrors: :meth:`_download` from the endpoint serving the pull; when that mirror fails
-        or lacks the blob, from the registry itself, starting over from byte 0."""
-        last = self.upstream
-
-        def one(src: _Source, policy: RetryPolicy) -> Hasher:
-            try:
-                return self._download(desc, writer, what, src, policy)
-            except TankError:
-                if src is not last and writer.written:
-                    self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written,
-                                            what))
-                    writer.restart()
-                    writer.resumed = 0
-                raise
-
-        return self._on_sources(one, top=False)
-
-    def _download(
-        self, desc: Descriptor, writer: BlobWriter, what: str, src: _Source | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> Hasher:
-        """Stream ``desc`` into ``writer`` from where it stands; return the hash of all of it.
-
-        A retryable failure mid-body (a reset, a timeout, a truncated body, a 5xx or 429 when
-        reconnecting) resumes with ``Range`` from the last byte written, after the policy's
-        backoff; a registry that answers ``200`` instead of ``206`` sends the blob again from 0.
-        """
-        policy = policy or self.retry
-        src = src or self.source
-        started = time.monotonic()
-        hasher = writer.prefix_hasher.copy() if writer.written and writer.prefix_hasher else None
-        if hasher is not None and writer.written == desc.size:
-            # an earlier run received every byte but stopped before committing
-            if hasher.digest() == desc.digest:
-                return hasher
-            hasher = None
-        attempt = 1
-        while True:
-            if self.cancelled.is_set():
-                raise KeyboardInterrupt
-            offset = writer.written if hasher is not None else 0
-            if offset == 0 and writer.written:
-                writer.restart()
-            stream: BlobStream | None = None
-            try:
-                with open_blob(
-                    src.registry, src.repository, desc.digest, src.token,
-                    offset=offset, hasher=hasher, size=desc.size, transport=self.transport,
-                    retry=policy, credentials=src.credentials, token_cache=self.token_cache,
-                ) as stream:
-                    if stream.offset != offset:  # the registry ignored Range
-                        self.emit(ProgressEvent("restarted", desc.digest, desc.size, offset, what))
-                        writer.restart()
-                    write, emit, cancelled = writer.write, self.emit, self.cancelled
-                    for chunk in stream:
-                        if cancelled.is_set():
-                            raise KeyboardInterrupt
-                        write(chunk)
-                        emit(ProgressEvent("bytes", desc.digest, desc.size, len(chunk), what))
-                    if stream.token and stream.token != src.token:
-                        with self._token_lock:
-                            src.token = stream.token
-                    return stream.hasher
-            except TankError as exc:
-                if not is_retryable(exc) or attempt >= policy.attempts:
-                    if attempt > 1:
-                        exc.retried = (attempt, time.monotonic() - started)
-                    raise
-                delay = policy.delay(attempt, exc)
-                attempt += 1
-                # continue from what arrived: the stream's hash covers exactly what was written
-                if stream is not None and stream.hasher.size == writer.written:
-                    hasher = stream.hasher.copy()
-                if self.cancelled.wait(delay):
-                    raise KeyboardInterrupt from None
-
-    def _count(self, *, downloaded: int = 0, cached: int = 0) -> None:
-        with self._count_lock:
-            self.downloaded += downloaded
-            self.cached += cached
-
-    def fetch_all(self, blobs: list[tuple[Descriptor, str]]) -> None:
-        """Fetch every blob, up to ``jobs`` at once, in order of submission; first error wins."""
-        if not blobs:
-            return
-        if self.token is None and not self.offline:
-            # one token for the whole pull: answer the challenge once, before fanning out
-            first, rest = blobs[0], blobs[1:]
-            self.fetch_blob(*first)
-            blobs = rest
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="tank-pull")
-        try:
-            futures: list[Future[None]] = [pool.submit(self.fetch_blob, d, w) for d, w in blobs]
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        except BaseException:  # Ctrl-C: stop the workers at their next chunk; keep ingest files
-            self.cancelled.set()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        if pending:  # one failed: stop the others rather than finish them
-            self.cancelled.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        errors = [
-            f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()
-        ]
-        real = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
-        if real or errors:
-            raise (real or errors)[0]  # type: ignore[misc]
-
-
-def _image_parts(doc: dict[str, Any], place: _Place) -> tuple[Descriptor, tuple[Descriptor, ...]]:
-    """An image manifest's config and layer descriptors, validated."""
-    config = _descriptor(doc.get("config"), where="the config descriptor", place=place)
-    raw_layers = doc.get("layers")
-    if not isinstance(raw_layers, list):
-        raise InvalidManifest("the image manifest has no layers list", **place)
-    if len(raw_layers) > MAX_LAYERS:
-        raise InvalidManifest(
-            f"the image manifest lists {len(raw_layers)} layers (tank's limit is {MAX_LAYERS})",
-            **place,
-        )
-    layers = tuple(
-        _descriptor(layer, where=f"layer {i}", place=place)
-        for i, layer in enumerate(raw_layers, 1)
-    )
-    return config, layers
-
-
-def _for_layout(
-    store: Store, digest: Digest, media_type: str, doc: dict[str, Any], size: int
-) -> tuple[Digest, str, int]:
-    """The manifest as an OCI layout holds it: a Docker v2 manifest is rewritten (as skopeo
-    does), since layout tools refuse Docker media types; anything else is kept as it is."""
-    if media_type != mediatypes.DOCKER_MANIFEST:
-        return digest, media_type, size
-    from tank.digest import compute
-    from tank.image.convert import docker_to_oci
-
-    converted = docker_to_oci(doc)
-    new = compute(converted)
-    store.put_bytes(new, converted)
-    return new, mediatypes.OCI_MANIFEST, len(converted)
-
-
-def _platform_json(p: Platform) -> dict[str, str]:
-    out = {"os": p.os, "architecture": p.architecture}
-    if p.variant:
-        out["variant"] = p.variant
+        out.append(Source(client.repository(e.repository), mirror=e.mirror))
     return out
 
 
 @dataclass
-class _Child:
-    descriptor: Descriptor
-    media_type: str
-    doc: dict[str, Any]
-    size: int
-    platform_json: Any
+class _Resolved:
+    """What the references resolved to: the top document, the chosen image, the children."""
+
+    top: Manifest | Index
+    image: Manifest
+    index: Index | None
+    chosen: Platform | None
+    children: list[tuple[Descriptor, Manifest]]
+
+
+def _resolve(
+    fetcher: Fetcher, want: Platform | None, all_platforms: bool
+) -> _Resolved:
+    top = fetcher.resolve_top()
+    fetcher.emit(ProgressEvent("manifest", top.digest, top.size, what=top.kind))
+    if isinstance(top, Manifest):
+        return _Resolved(top, top, None, None, [])
+    chosen = want or host_platform()
+    entry = top.select(chosen, place=fetcher.place)
+    entries = list(top.manifests) if all_platforms else [entry]
+    children: list[tuple[Descriptor, Manifest]] = []
+    image: Manifest | None = None
+    for e in entries:
+        child = fetcher.child(e)
+        children.append((e, child))
+        fetcher.emit(ProgressEvent("manifest", e.digest, child.size, what="image"))
+        if e is entry:
+            image = child
+    assert image is not None
+    return _Resolved(top, image, top, chosen, children)
+
+
+def _blobs_of(resolved: _Resolved) -> list[tuple[Descriptor, str]]:
+    """Every config and layer to fetch, the chosen image's first, each once."""
+    images = [resolved.image] + [c for _, c in resolved.children if c is not resolved.image]
+    blobs: list[tuple[Descriptor, str]] = []
+    seen: set[Digest] = set()
+    for image in images:
+        for d, what in ((image.config, "config"), *((layer, "layer") for layer in image.layers)):
+            if d.digest not in seen:
+                seen.add(d.digest)
+                blobs.append((d, what))
+    return blobs
+
+
+def _read_config(
+    store: Store, image: Manifest, fetcher: Fetcher
+) -> tuple[dict[str, Any], ImageConfig | None]:
+    """The config as JSON, and parsed strictly when it is an image config (not an artifact's)."""
+    raw = store.read_blob(image.config.digest)
+    try:
+        doc = _json.loads(raw)
+    except ValueError as exc:
+        raise InvalidManifest(
+            f"the image config is not JSON: {exc}", **fetcher.place.kwargs()
+        ) from None
+    if not isinstance(doc, dict):
+        raise InvalidManifest("the image config is not a JSON object", **fetcher.place.kwargs())
+    if image.config.media_type not in _IMAGE_CONFIG_TYPES:
+        return doc, None
+    return doc, ImageConfig.from_json(doc, require_rootfs=False)
 
 
 def pull(
@@ -661,7 +282,7 @@ def pull(
     :param output: ``oci:DIR[:TAG]`` writes an OCI image layout (TAG defaults to the
         reference's tag, or ``latest`` for a digest reference); ``docker-archive:FILE[:REF]``
         writes a tar that ``docker load`` reads (REF defaults to the reference);
-        ``rootfs:DIR`` unpacks the image into DIR (see :func:`tank.unpack.unpack`).
+        ``rootfs:DIR`` unpacks the image into DIR (see :func:`tank.unpack`).
     :param cache: the cache directory (or a :class:`~tank.store.Store`); default
         ``$TANK_CACHE``, else ``$XDG_CACHE_HOME/tank``, else ``~/.cache/tank``.
     :param jobs: blobs downloaded at once (each over its own pooled connection); default the
@@ -669,257 +290,138 @@ def pull(
     :param offline: never touch the network; raise :class:`~tank.errors.CacheMiss` naming what
         is missing.
     :param refresh: re-fetch the manifest and the blobs even when cached.
-    :param progress: called with :class:`ProgressEvent` objects, from worker threads.
+    :param progress: called with :class:`~tank.ProgressEvent` objects, from worker threads.
     :param copy: write the layout's blobs as copies, never hard links to the cache.
     :param rootfs_cache: with ``output="rootfs:DIR"``, build the root filesystem once in the
-        cache and copy it out (``False``: unpack straight into DIR); see :func:`tank.unpack.unpack`.
+        cache and copy it out (``False``: unpack straight into DIR); see :func:`tank.unpack`.
     :param retry: how transient failures are retried (default
         :data:`~tank.retry.DEFAULT_RETRY`); an interrupted blob resumes where it stopped.
     :param transport: connection pool, proxies, TLS settings and timeouts (default: the
         config's, :meth:`tank.config.Config.transport`, a fresh pool sized for ``jobs``).
+    :param credentials: for the image's registry: ``(username, password)``, a
+        :class:`~tank.Credentials`, or a credential source such as :class:`~tank.CredentialStore`
+        (what ``tank pull`` passes: the machine's docker/podman credentials), asked only when the
+        registry first challenges. ``None``: anonymous. One token serves the whole pull, renewed
+        shortly before it expires.
     :param config: mirrors, insecure registries, trust, timeouts, default platform and jobs
         (:class:`tank.config.Config`); default :func:`tank.config.load`, the configuration
         files. A mirror that fails or lacks the image falls back to the next, then the registry.
-    :param credentials: for the image's registry: ``(username, password)``, a
-        :class:`~tank.Credentials`, or a :class:`~tank.auth.credentials.CredentialSource`
-        such as :class:`~tank.auth.credentials.CredentialStore` (what ``tank pull`` passes: the
-        machine's docker/podman credentials), asked only when the registry first challenges.
-        ``None``: anonymous. One token serves the whole pull, renewed shortly before it expires.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
-    # the configuration (tank.config): mirrors, trust, timeouts, default platform and jobs
     cfg = config if config is not None else load_config()
     endpoints = cfg.endpoints(reference)
     jobs = jobs if jobs is not None else cfg.jobs or 4
     platform = platform if platform is not None else cfg.platform
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
-    layout_target = archive_target = None
-    rootfs_target: Path | None = None
-    if output is not None:
-        if output.startswith("rootfs:"):
-            rootfs_target = Path(output[len("rootfs:"):])
-            if not output[len("rootfs:"):]:
-                raise InvalidReference(output, "rootfs: needs a directory (rootfs:DIR)")
-            if rootfs_target.exists() and (
-                not rootfs_target.is_dir() or any(rootfs_target.iterdir())
-            ):
-                raise InvalidReference(output, f"{rootfs_target} exists and is not empty")
-            if all_platforms:
-                raise InvalidReference(output, "a root filesystem holds one platform's image")
-        elif output.startswith("docker-archive:"):
-            from tank.outputs.archive import ArchiveTarget
-
-            archive_target = ArchiveTarget.parse(output)
-            if all_platforms:
-                raise InvalidReference(output, "a docker-archive holds one platform's image")
-        else:
-            from tank.outputs.layout import LayoutTarget
-
-            layout_target = LayoutTarget.parse(output)
-    want = (
-        Platform.parse(platform) if isinstance(platform, str)
-        else platform if platform is not None else None
-    )
+    plan = _plan_output(output, all_platforms)
+    want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
+    policy = retry or DEFAULT_RETRY
     t = transport or cfg.transport(pool_size=max(8, jobs))
-    puller = _Puller(
-        reference, store, transport=t, offline=offline, refresh=refresh, jobs=jobs,
-        progress=progress, retry=retry or DEFAULT_RETRY, credentials=credentials,
-        endpoints=endpoints,
+    fetcher = Fetcher(
+        reference, store, _sources(reference, endpoints, credentials, t, policy),
+        retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
     )
-    place = puller.place
-
-    top_digest, media_type, doc, top_size = puller.resolve_top()
-    kind = _kind(media_type, doc, place)
-    puller.emit(ProgressEvent("manifest", top_digest, top_size, what=kind))
-    index_digest: Digest | None = None
-    chosen: Platform | None = None
-    image_digest, image_type, image_doc, image_size = top_digest, media_type, doc, top_size
-    children: list[_Child] = []
-    if kind == "index":
-        index_digest = top_digest
-        chosen = want or host_platform()
-        entry = select(doc, chosen, **place)
-        entries = [entry]
-        if all_platforms:
-            entries = [e for e in doc.get("manifests") or [] if isinstance(e, dict)]
-        for e in entries:
-            child = _descriptor(e, where="an index entry", place=place)
-            ctype, cdoc, csize = puller.child(child)
-            if _kind(ctype, cdoc, place) != "image":
-                raise UnsupportedManifest(
-                    f"the index entry {child.digest} is itself an index (nested indexes are "
-                    "not supported)", **place,
-                )
-            ctype = ctype or child.media_type
-            children.append(_Child(child, ctype, cdoc, csize, e.get("platform")))
-            puller.emit(ProgressEvent("manifest", child.digest, csize, what="image"))
-            if e is entry:
-                image_digest, image_type, image_doc, image_size = (
-                    child.digest, ctype, cdoc, csize,
-                )
-    image_type = image_type or mediatypes.OCI_MANIFEST
-
-    config_desc, layers = _image_parts(image_doc, place)
-    blobs: list[tuple[Descriptor, str]] = [
-        (config_desc, "config"), *((layer, "layer") for layer in layers),
-    ]
-    seen = {d.digest for d, _ in blobs}
-    for c in children:
-        cconfig, clayers = _image_parts(c.doc, place)
-        for d, what in ((cconfig, "config"), *((layer, "layer") for layer in clayers)):
-            if d.digest not in seen:
-                seen.add(d.digest)
-                blobs.append((d, what))
-    puller.fetch_all(blobs)
-    config_raw = store.read_blob(config_desc.digest)
-    try:
-        config = json.loads(config_raw)
-    except ValueError as exc:
-        raise InvalidManifest(f"the image config is not JSON: {exc}", **place) from None
-    if not isinstance(config, dict):
-        raise InvalidManifest("the image config is not a JSON object", **place)
-    if chosen is None:
-        chosen = Platform.from_json(config)
-
+    resolved = _resolve(fetcher, want, all_platforms)
+    blobs = _blobs_of(resolved)
+    fetcher.fetch_all(blobs)
+    image = resolved.image
+    config_doc, image_config = _read_config(store, image, fetcher)
+    chosen = resolved.chosen or (image_config.platform if image_config else None)
     if reference.digest is None and not offline:
+        top = resolved.top
         store.set_ref(
             reference.registry, reference.repository, reference.tag or DEFAULT_TAG,
-            top_digest, media_type,
-        )
-
-    out_path: Path | None = None
-    out_tag: str | None = None
-    out_digest: Digest | None = None
-    if layout_target is not None:
-        from tank.outputs.layout import write_image
-
-        out_tag = layout_target.tag or reference.tag or DEFAULT_TAG
-        out_path = layout_target.path
-        paths = {str(d.digest): store.blob_path(d.digest) for d, _ in blobs}
-        plat: dict[str, str] | None = None
-        if all_platforms and index_digest is not None:
-            out_digest, out_type, out_size = _index_for_layout(
-                store, index_digest, media_type, doc, top_size, children, paths
-            )
-        else:
-            out_digest, out_type, out_size = _for_layout(
-                store, image_digest, image_type, image_doc, image_size
-            )
-            if index_digest is not None and chosen is not None:
-                plat = _platform_json(chosen)
-        paths[str(out_digest)] = store.blob_path(out_digest)
-        write_image(
-            out_path,
-            manifest_digest=out_digest,
-            manifest_media_type=out_type,
-            manifest_size=out_size,
-            ref_name=out_tag,
-            blobs=paths,
-            platform=plat,
-            copy=copy,
-        )
-    elif archive_target is not None:
-        from tank.outputs.archive import repo_tag, write_docker_archive
-
-        out_path = archive_target.path
-        out_tag = archive_target.ref or repo_tag(reference)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids")
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
-            raise InvalidManifest(
-                "the image config's rootfs.diff_ids does not list one entry per layer", **place
-            )
-        write_docker_archive(
-            out_path,
-            config_path=store.blob_path(config_desc.digest),
-            config_digest=config_desc.digest,
-            layers=[(d.digest, d.media_type, store.blob_path(d.digest)) for d in layers],
-            diff_ids=diff_ids,
-            repo_tags=[out_tag],
+            top.digest, top.media_type,
         )
     pulled = PulledImage(
         reference=reference,
-        digest=image_digest,
-        media_type=image_type,
-        index_digest=index_digest,
+        digest=image.digest,
+        media_type=image.media_type,
+        index_digest=resolved.index.digest if resolved.index is not None else None,
         platform=chosen,
-        config=config,
-        config_descriptor=config_desc,
-        layers=layers,
+        config=config_doc,
+        config_descriptor=image.config,
+        layers=image.layers,
         cache=store.root,
-        output=out_path,
-        output_tag=out_tag,
-        output_digest=out_digest,
-        bytes_downloaded=puller.downloaded,
-        bytes_cached=puller.cached,
-        seconds=time.perf_counter() - started,
-        output_kind="docker-archive" if archive_target is not None else (
-            "oci" if layout_target is not None else None
-        ),
+        output=None,
+        output_tag=None,
+        output_digest=None,
+        bytes_downloaded=fetcher.downloaded,
+        bytes_cached=fetcher.cached,
+        seconds=0.0,
         platforms=tuple(
-            p for p in (Platform.from_json(c.platform_json) for c in children) if p is not None
+            d.platform for d, _ in resolved.children if d.platform is not None
         ) if all_platforms else (),
-        mirror=str(puller.source) if puller.source.mirror else None,
+        mirror=str(fetcher.source) if fetcher.source.mirror else None,
     )
-    if rootfs_target is None:
-        return pulled
-    from tank.image.config import ImageConfig
-    from tank.outputs.rootfs import unpack_image
-
-    unpack_image(
-        store, str(pulled.digest), ImageConfig.from_json(config),
-        [(str(d.digest), d.media_type, store.blob_path(d.digest)) for d in layers],
-        rootfs_target, rootfs_cache=rootfs_cache, what=str(reference),
-    )
-    return dataclasses.replace(
-        pulled, output=rootfs_target, output_kind="rootfs", output_tag=None,
-        seconds=time.perf_counter() - started,
-    )
+    pulled = _write_output(plan, pulled, resolved, store, image_config, copy=copy,
+                           rootfs_cache=rootfs_cache, all_platforms=all_platforms)
+    return dataclasses.replace(pulled, seconds=time.perf_counter() - started)
 
 
-def _index_for_layout(
+def _write_output(
+    plan: _Output,
+    pulled: PulledImage,
+    resolved: _Resolved,
     store: Store,
-    index_digest: Digest,
-    media_type: str | None,
-    doc: dict[str, Any],
-    size: int,
-    children: list[_Child],
-    paths: dict[str, Path],
-) -> tuple[Digest, str, int]:
-    """The index (and its children) as an OCI layout holds them.
+    image_config: ImageConfig | None,
+    *,
+    copy: bool,
+    rootfs_cache: bool,
+    all_platforms: bool,
+) -> PulledImage:
+    """Write ``plan``'s output; return ``pulled`` with where it went."""
+    reference, image = pulled.reference, resolved.image
+    if plan.kind == "oci":
+        from tank.outputs.image_layout import write_pulled
 
-    An OCI index of OCI manifests is kept byte for byte. A Docker manifest list, or any Docker
-    child, is rewritten: children with OCI media types, and a new OCI index pointing at them.
-    """
-    rewritten = []
-    changed = media_type != mediatypes.OCI_INDEX
-    for c in children:
-        digest, ctype, csize = _for_layout(
-            store, c.descriptor.digest, c.media_type, c.doc, c.size
+        tag = plan.target.tag or reference.tag or DEFAULT_TAG
+        whole = resolved.index if all_platforms else None
+        digest = write_pulled(
+            store, plan.target.path, tag, image=image, index=whole,
+            children=resolved.children, platform=(
+                pulled.platform if resolved.index is not None and whole is None else None
+            ), copy=copy,
         )
-        paths[str(digest)] = store.blob_path(digest)
-        changed = changed or digest != c.descriptor.digest
-        entry: dict[str, Any] = {"mediaType": ctype, "digest": str(digest), "size": csize}
-        if c.platform_json is not None:
-            entry["platform"] = c.platform_json
-        if c.descriptor.annotations:
-            entry["annotations"] = dict(c.descriptor.annotations)
-        rewritten.append(entry)
-    if not changed:
-        return index_digest, mediatypes.OCI_INDEX, size
-    from tank.digest import compute
+        return dataclasses.replace(
+            pulled, output=plan.target.path, output_tag=tag, output_digest=digest,
+            output_kind="oci",
+        )
+    if plan.kind == "docker-archive":
+        from tank.outputs.archive import repo_tag, write_docker_archive
 
-    new_doc: dict[str, Any] = {
-        "schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": rewritten,
-    }
-    if isinstance(doc.get("annotations"), dict):
-        new_doc["annotations"] = doc["annotations"]
-    raw = json.dumps(new_doc, separators=(",", ":")).encode()
-    new = compute(raw)
-    store.put_bytes(new, raw)
-    return new, mediatypes.OCI_INDEX, len(raw)
+        tag = plan.target.ref or repo_tag(reference)
+        diff_ids = image_config.diff_ids if image_config is not None else ()
+        if len(diff_ids) != len(image.layers):
+            raise InvalidManifest(
+                "the image config's rootfs.diff_ids does not list one entry per layer",
+                registry=reference.registry, repository=reference.repository,
+                reference=reference.fetch_reference,
+            )
+        write_docker_archive(
+            plan.target.path,
+            config_path=store.blob_path(image.config.digest),
+            config_digest=image.config.digest,
+            layers=[(d.digest, d.media_type, store.blob_path(d.digest)) for d in image.layers],
+            diff_ids=list(diff_ids),
+            repo_tags=[tag],
+        )
+        return dataclasses.replace(
+            pulled, output=plan.target.path, output_tag=tag, output_kind="docker-archive"
+        )
+    if plan.kind == "rootfs":
+        from tank.outputs.rootfs import unpack_image
+
+        unpack_image(
+            store, str(image.digest), ImageConfig.from_json(pulled.config),
+            [(str(d.digest), d.media_type, store.blob_path(d.digest)) for d in image.layers],
+            plan.target, rootfs_cache=rootfs_cache, what=str(reference),
+        )
+        return dataclasses.replace(pulled, output=plan.target, output_kind="rootfs")
+    return pulled
 
 
-__all__ = ["Descriptor", "ProgressCallback", "ProgressEvent", "PulledImage", "pull"]
+__all__ = ["ProgressCallback", "ProgressEvent", "PulledImage", "pull"]

@@ -1,4 +1,9 @@
-"""The image config (image-spec ``config.md``): what a runtime needs, parsed strictly."""
+"""The image config (image-spec ``config.md``): what a runtime needs, parsed strictly.
+
+One parser serves ``tank pull``, ``tank inspect`` and ``tank.unpack``: fields of the wrong type
+are errors (:class:`~tank.errors.InvalidImageConfig`) everywhere, never guessed at. Only
+``rootfs.diff_ids`` is optional for a caller that does not unpack (``require_rootfs=False``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from tank import _json
 from tank.digest import Digest
 from tank.errors import InvalidDigest, InvalidImageConfig
+from tank.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,25 @@ class ImageConfig:
     variant: str | None
     diff_ids: tuple[str, ...]
     raw: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
+    #: ``created`` (RFC 3339), if any
+    created: str | None = None
+    #: ``history`` entries (objects), in order
+    history: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, hash=False)
+
+    @property
+    def platform(self) -> Platform | None:
+        """``os``/``architecture``/``variant`` as a :class:`~tank.platform.Platform`."""
+        return Platform.from_json(dict(self.raw))
+
+    def created_by(self, layers: int) -> tuple[str | None, ...]:
+        """Each layer's ``history[].created_by``, where the history lines up with ``layers``
+        (its entries without ``empty_layer`` are exactly that many); else ``None`` each."""
+        steps = [h for h in self.history if not h.get("empty_layer")]
+        if len(steps) != layers:
+            return (None,) * layers
+        return tuple(
+            str(h["created_by"]) if isinstance(h.get("created_by"), str) else None for h in steps
+        )
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -50,8 +76,11 @@ class ImageConfig:
         return out
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> ImageConfig:
-        """Parse a config document; :class:`~tank.errors.InvalidImageConfig` if a field is off."""
+    def from_json(cls, doc: Mapping[str, Any], *, require_rootfs: bool = True) -> ImageConfig:
+        """Parse a config document; :class:`~tank.errors.InvalidImageConfig` if a field is off.
+
+        ``require_rootfs=False`` accepts a config without ``rootfs`` (``diff_ids`` is then
+        empty): enough to describe an image, not to unpack it."""
         if not isinstance(doc, Mapping):
             raise InvalidImageConfig(f"an image config is a JSON object, not {_kind(doc)}")
         inner = doc.get("config")
@@ -60,11 +89,15 @@ class ImageConfig:
         if not isinstance(inner, Mapping):
             raise InvalidImageConfig(f"image config: 'config' is {_kind(inner)}, not an object")
         rootfs = doc.get("rootfs")
+        if rootfs is None and not require_rootfs:
+            rootfs = {"diff_ids": []}
         if not isinstance(rootfs, Mapping):
             raise InvalidImageConfig("image config: 'rootfs' is missing or not an object")
         diff_ids = _strings(rootfs.get("diff_ids"), "rootfs.diff_ids")
         if diff_ids is None:
-            raise InvalidImageConfig("image config: 'rootfs.diff_ids' is missing")
+            if require_rootfs:
+                raise InvalidImageConfig("image config: 'rootfs.diff_ids' is missing")
+            diff_ids = ()
         for diff_id in diff_ids:
             try:
                 Digest.parse(diff_id)
@@ -92,7 +125,29 @@ class ImageConfig:
             variant=_string(doc.get("variant"), "variant") or None,
             diff_ids=diff_ids,
             raw=MappingProxyType(dict(doc)),
+            created=_string(doc.get("created"), "created") or None,
+            history=_history(doc.get("history")),
         )
+
+
+def parse_config(raw: bytes, *, require_rootfs: bool = True) -> ImageConfig:
+    """Parse config bytes (already verified against their digest) strictly: JSON as
+    :func:`tank._json.loads` reads it, then :meth:`ImageConfig.from_json`."""
+    try:
+        doc = _json.loads(raw)
+    except ValueError as exc:
+        raise InvalidImageConfig(f"the image config is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidImageConfig(f"an image config is a JSON object, not {_kind(doc)}")
+    return ImageConfig.from_json(doc, require_rootfs=require_rootfs)
+
+
+def _history(value: object) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InvalidImageConfig("image config: 'history' is not a list of objects")
+    return tuple(MappingProxyType(v) for v in value)
 
 
 def _kind(value: object) -> str:
@@ -115,4 +170,4 @@ def _string(value: object, key: str) -> str:
     return value
 
 
-__all__ = ["ImageConfig"]
+__all__ = ["ImageConfig", "parse_config"]
