@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tank.errors import ConfigError, InvalidReference
-from tank.reference import DOCKER_HUB, DOCKER_HUB_API
+from tank.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 CONFIG_ENV: Final = "TANK_CONFIG"
 REGISTRIES_CONF_ENV: Final = "CONTAINERS_REGISTRIES_CONF"
-_HUB_NAMES: Final = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API})
 _PULL_FROM_MIRROR: Final = ("all", "digest-only", "tag-only")
 
 PullFromMirror = Literal["all", "digest-only", "tag-only"]
@@ -260,7 +259,7 @@ def _host(location: str) -> str:
     from tank.transport import normalize_registry
 
     host = normalize_registry(location.split("/", 1)[0])
-    return DOCKER_HUB_API if host in _HUB_NAMES else host
+    return DOCKER_HUB_API if host in DOCKER_HUB_NAMES else host
 
 
 def _endpoint(name: str, *, mirror: bool, insecure: frozenset[str]) -> Endpoint:
@@ -358,7 +357,7 @@ def _prefix(text: str) -> str:
     """A rule's prefix, with Docker Hub's spellings made one."""
     text = text.strip().rstrip("/")
     host, sep, rest = text.partition("/")
-    if host.lower() in _HUB_NAMES:
+    if host.lower() in DOCKER_HUB_NAMES:
         host = DOCKER_HUB
     return host.lower() + sep + rest
 

@@ -31,7 +31,10 @@ from tank.errors import InvalidDigest, InvalidReference
 
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"
-_HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io"})
+#: the names a reference may give Docker Hub by; :func:`parse` makes each :data:`DOCKER_HUB`
+DOCKER_HUB_ALIASES: Final = frozenset({DOCKER_HUB, "index.docker.io"})
+#: every host name Docker Hub answers to: its aliases and its API host
+DOCKER_HUB_NAMES: Final = DOCKER_HUB_ALIASES | {DOCKER_HUB_API}
 NAME_TOTAL_LENGTH_MAX: Final = 255
 DEFAULT_TAG: Final = "latest"
 
@@ -82,6 +85,16 @@ class Reference:
         return text
 
 
+def api_host(registry: str) -> str:
+    """The host ``registry``'s API is reached at: :data:`DOCKER_HUB_API` for one of the
+    :data:`DOCKER_HUB_ALIASES` (compared as written), else ``registry`` unchanged.
+
+    >>> api_host("docker.io"), api_host("index.docker.io"), api_host("ghcr.io")
+    ('registry-1.docker.io', 'registry-1.docker.io', 'ghcr.io')
+    """
+    return DOCKER_HUB_API if registry in DOCKER_HUB_ALIASES else registry
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     first, slash, rest = name.partition("/")
     if (
@@ -128,7 +141,7 @@ def parse(text: str) -> Reference:
                 "not starting with '.' or '-')",
             )
 
-    if domain in _HUB_ALIASES:
+    if domain in DOCKER_HUB_ALIASES:
         domain = DOCKER_HUB
         if "/" not in path:
             path = f"library/{path}"
@@ -154,4 +167,13 @@ def parse(text: str) -> Reference:
     return Reference(domain=domain, repository=path, tag=tag, digest=digest)
 
 
-__all__ = ["DEFAULT_TAG", "DOCKER_HUB", "DOCKER_HUB_API", "Reference", "parse"]
+__all__ = [
+    "DEFAULT_TAG",
+    "DOCKER_HUB",
+    "DOCKER_HUB_ALIASES",
+    "DOCKER_HUB_API",
+    "DOCKER_HUB_NAMES",
+    "Reference",
+    "api_host",
+    "parse",
+]

@@ -44,15 +44,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from tank.errors import AuthError
+from tank.reference import DOCKER_HUB, DOCKER_HUB_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 #: the config key docker uses for Docker Hub (and the server name its helpers are given)
 DOCKER_HUB_KEY: Final = "https://index.docker.io/v1/"
-_HUB_NAMES: Final = frozenset(
-    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
-)
+#: Docker Hub's host names, and the legacy ``registry.hub.docker.com`` docker's keys may use
+_HUB_NAMES: Final = DOCKER_HUB_NAMES | {"registry.hub.docker.com"}
 #: the username a credential helper answers with when the secret is an identity token
 TOKEN_USERNAME: Final = "<token>"  # noqa: S105 - a marker, not a password
 #: seconds a credential helper may take
@@ -137,7 +137,7 @@ def coerce(value: object) -> Credentials | CredentialSource | None:
 def canonical_registry(registry: str) -> str:
     """``host[:port]`` lower-cased, with every Docker Hub spelling as ``docker.io``."""
     host = registry.strip().lower().rstrip("/")
-    return "docker.io" if host in _HUB_NAMES else host
+    return DOCKER_HUB if host in _HUB_NAMES else host
 
 
 def _key_name(key: str, *, namespaces: bool) -> str:
@@ -158,7 +158,7 @@ def _key_name(key: str, *, namespaces: bool) -> str:
 def server_key(registry: str) -> str:
     """The key docker stores a registry under: ``https://index.docker.io/v1/`` or the host."""
     host = canonical_registry(registry)
-    return DOCKER_HUB_KEY if host == "docker.io" else host
+    return DOCKER_HUB_KEY if host == DOCKER_HUB else host
 
 
 def _candidates(registry: str, repository: str | None) -> list[str]:

@@ -1,0 +1,434 @@
+"""The :class:`Transport`: pooled connections, scheme choice, requests, redirects and errors.
+
+Built on urllib3 (see the README's design section for why): connections are pooled per
+(scheme, host, port) and reused across calls and threads, one pool manager per (proxy, TLS
+profile). Trust is :mod:`tank.transport.tls`'s, proxies :mod:`tank.transport.proxies`', timeouts
+:mod:`tank.transport.timeouts`' and the credential rules :mod:`tank.transport.origins`'. This
+module owns:
+
+- **Which scheme.** HTTPS everywhere. A registry on ``localhost``, ``127.0.0.0/8`` or ``[::1]``
+  (Docker's convention), or one named in ``insecure_registries``, is first probed with a TLS
+  handshake (:func:`~tank.transport.tls.speaks_tls`) and spoken to over plain HTTP only when the
+  server does not speak TLS at all; the answer is remembered per registry.
+- **Redirects.** Followed by hand (at most :data:`MAX_REDIRECTS` hops, ``http``/``https`` only, a
+  3xx without ``Location`` is an error, and never from ``https`` down to ``http``). Credentials
+  (``Authorization``, ``Cookie``, ``Proxy-Authorization``) go only to the registry's own origin
+  (scheme, host and port all count), never over plain HTTP to a non-loopback host (nor through a
+  proxy off this machine), and once dropped on a hop they are never restored on a later one.
+- **Errors.** Every network failure becomes a :class:`~tank.errors.TransportError` (certificate
+  and handshake failures a :class:`~tank.errors.TLSError`, whose message says how to fix it)
+  naming the URL; read timeouts and bodies cut short included, also mid-body. A redirect refused
+  by the policy above is one too, marked ``permanent`` so that :mod:`tank.retry` does not try it
+  again. This module never retries: every request is one try, and a failed connection is closed,
+  never reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import HTTPError as _Urllib3Error
+from urllib3.exceptions import SSLError as _Urllib3SSLError
+
+from tank._version import __version__
+from tank.errors import TLSError, TransportError
+from tank.transport.origins import (
+    Origin,
+    is_loopback,
+    may_send_credentials,
+    normalize_registry,
+    strip_query,
+    without_credentials,
+)
+from tank.transport.proxies import Proxy, bypass_proxy, proxies_from_env
+from tank.transport.timeouts import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SPEED_LIMIT,
+    DEFAULT_SPEED_TIME,
+    SpeedLimit,
+    pick_timeout,
+)
+from tank.transport.tls import (
+    HostTLS,
+    TLSProfile,
+    certs_dirs,
+    host_tls,
+    quiet_insecure_warning,
+    speaks_tls,
+    ssl_context,
+    tls_hint,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from urllib3 import BaseHTTPResponse
+
+MAX_REDIRECTS: Final = 10
+USER_AGENT: Final = f"tank/{__version__}"
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+class Transport:
+    """A pool of HTTP connections plus the policies of :mod:`tank.transport`.
+
+    One default instance is shared by the module-level functions of :mod:`tank.registry`; make
+    your own to change TLS trust, proxies, timeouts or the registries allowed plain HTTP
+    (:meth:`tank.config.Config.transport` makes one from the configuration files).
+    Thread-safe.
+
+    :param ca_file: a PEM bundle trusted for every host, in addition to the system store.
+    :param insecure_registries: ``host[:port]`` names that may use plain HTTP, or TLS without
+        verification (each named exactly, as docker's ``--insecure-registry``).
+    :param connect_timeout: seconds to establish a connection (``$TANK_CONNECT_TIMEOUT``, 30;
+        0 waits as long as the system does).
+    :param read_timeout: seconds any single read may wait for data (``$TANK_READ_TIMEOUT``, 60;
+        0: no limit but the low-speed window's).
+    :param speed_limit: bytes/s a blob body must sustain (``$TANK_SPEED_LIMIT``, 1024; 0 turns
+        the low-speed check off) …
+    :param speed_time: … over windows of this many seconds (``$TANK_SPEED_TIME``, 60).
+    :param pool_size: connections kept per host.
+    :param proxies: ``{"https": url, "http": url, "no": "host,…"}``; ``None`` reads
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment, ``{}`` uses none.
+    :param certs_dirs: the certs.d roots (default :func:`~tank.transport.tls.certs_dirs`).
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure_registries: Iterable[str] = (),
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        speed_limit: float | None = None,
+        speed_time: float | None = None,
+        pool_size: int = 8,
+        proxies: Mapping[str, str] | None = None,
+        certs_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    ) -> None:
+        self.ca_file = os.fspath(ca_file) if ca_file is not None else None
+        self.insecure_registries = frozenset(normalize_registry(r) for r in insecure_registries)
+        connect = pick_timeout("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT)
+        read = pick_timeout("read_timeout", read_timeout, DEFAULT_READ_TIMEOUT)
+        limit = pick_timeout("speed_limit", speed_limit, DEFAULT_SPEED_LIMIT)
+        window = pick_timeout("speed_time", speed_time, DEFAULT_SPEED_TIME)
+        self.connect_timeout, self.read_timeout = connect, read
+        #: the low-speed limit on blob bodies, ``None`` when off
+        self.speed_limit = SpeedLimit(limit, window) if limit > 0 and window > 0 else None
+        # a read that waits longer than the low-speed window is slower than any limit; 0 is
+        # "no timeout"
+        waits = [read] + ([window] if self.speed_limit is not None else [])
+        socket_read = min((w for w in waits if w > 0), default=None)
+        self.timeout = urllib3.Timeout(connect=connect or None, read=socket_read)
+        self._pool_size = pool_size
+        raw = proxies_from_env() if proxies is None else dict(proxies)
+        self._proxies = {s: Proxy.parse(raw[s]) for s in ("http", "https") if raw.get(s)}
+        self._no_proxy = raw.get("no", "")
+        self._certs_roots = None if certs_dirs is None else [Path(p) for p in certs_dirs]
+        self._managers: dict[tuple[Proxy | None, TLSProfile | None], urllib3.PoolManager] = {}
+        self._contexts: dict[TLSProfile, ssl.SSLContext] = {}
+        self._hosts: dict[str, HostTLS] = {}
+        self._schemes: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- per-host settings --------------------------------------------------------------------
+
+    def is_insecure(self, hostport: str) -> bool:
+        """Whether ``hostport`` was named an insecure registry."""
+        return normalize_registry(hostport) in self.insecure_registries
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy (without credentials) a request to ``url`` goes through, or ``None``."""
+        proxy = self._proxy(url)
+        return proxy.url if proxy is not None else None
+
+    def _proxy(self, url: str) -> Proxy | None:
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme.lower())
+        if proxy is None or (self._no_proxy and bypass_proxy(parts.netloc, self._no_proxy)):
+            return None
+        return proxy
+
+    def host_tls(self, hostport: str) -> HostTLS:
+        """The certs.d entry for ``hostport`` (looked up once, then remembered)."""
+        key = hostport.lower()
+        with self._lock:
+            found = self._hosts.get(key)
+        if found is None:
+            found = host_tls(key, self._certs_roots)
+            with self._lock:
+                found = self._hosts.setdefault(key, found)
+        return found
+
+    def _profile(self, hostport: str) -> TLSProfile:
+        entry = self.host_tls(hostport)
+        cas = entry.ca_files if self.ca_file is None else (self.ca_file, *entry.ca_files)
+        return TLSProfile(not self.is_insecure(hostport), cas, entry.client_cert)
+
+    def _context(self, profile: TLSProfile) -> ssl.SSLContext:
+        """The SSL context of a profile, built on first use (the system store costs ms)."""
+        with self._lock:
+            context = self._contexts.get(profile)
+            if context is None:
+                context = self._contexts[profile] = ssl_context(profile)
+            return context
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        """The pool manager for ``url``: one per (proxy, TLS profile), pooling per host."""
+        parts = urlsplit(url)
+        proxy = self._proxy(url)
+        profile = self._profile(parts.netloc) if parts.scheme.lower() == "https" else None
+        key = (proxy, profile)
+        with self._lock:
+            manager = self._managers.get(key)
+        if manager is not None:
+            return manager
+        kw: dict[str, Any] = {}
+        if profile is not None:
+            kw["ssl_context"] = self._context(profile)
+            if not profile.verify:
+                quiet_insecure_warning(parts.hostname or "")
+        if proxy is None:
+            made = urllib3.PoolManager(
+                num_pools=64, maxsize=self._pool_size, block=False, retries=False,
+                timeout=self.timeout, **kw,
+            )
+        else:
+            made = urllib3.ProxyManager(
+                proxy.url, num_pools=64, maxsize=self._pool_size, block=False, retries=False,
+                timeout=self.timeout, proxy_headers=dict(proxy.headers), **kw,
+            )
+        with self._lock:
+            return self._managers.setdefault(key, made)
+
+    # -- scheme selection ---------------------------------------------------------------------
+
+    def base_url(self, registry: str) -> str:
+        """``scheme://registry`` as currently known (HTTPS until proven otherwise)."""
+        with self._lock:
+            scheme = self._schemes.get(registry, "https")
+        return f"{scheme}://{registry}"
+
+    def _scheme_for(self, registry: str) -> str:
+        """``https``, or ``http`` for a loopback or insecure registry without TLS (remembered)."""
+        with self._lock:
+            known = self._schemes.get(registry)
+        if known is not None:
+            return known
+        if not (is_loopback(registry) or self.is_insecure(registry)):
+            return "https"
+        proxy = self._proxy(f"https://{registry}")
+        scheme = "https" if speaks_tls(registry, self.connect_timeout or None, proxy) else "http"
+        with self._lock:
+            return self._schemes.setdefault(registry, scheme)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def request_registry(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        preload: bool = False,
+    ) -> BaseHTTPResponse:
+        """Send ``method registry/path``, following redirects; credentials stay on the registry.
+
+        ``headers`` may hold ``Authorization``: it is sent to the registry's own origin only. The
+        response is returned whatever its status; with ``preload=False`` the body is left unread
+        (read it, then call :func:`release`).
+        """
+        base = f"{self._scheme_for(registry)}://{registry}"
+        return self.request(
+            method, base + path, headers=headers, credentials_origin=Origin.of(base),
+            preload=preload,
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        credentials_origin: Origin | None = None,
+        preload: bool = False,
+        body: bytes | None = None,
+    ) -> BaseHTTPResponse:
+        """Send a request to an absolute URL, following redirects by the policy above.
+
+        Credentials in ``headers`` are sent only while the URL's origin equals
+        ``credentials_origin``. A request with a ``body`` (a token endpoint's OAuth2 form, which
+        may hold a password) is never redirected: a 3xx answer is returned as it is.
+        """
+        send: dict[str, str] = {"User-Agent": USER_AGENT}
+        send.update(headers or {})
+        with_credentials = credentials_origin is not None
+        for _hop in range(MAX_REDIRECTS + 1):
+            if with_credentials and not self._may_send_credentials(url, credentials_origin):
+                with_credentials = False
+            out = send if with_credentials else without_credentials(send)
+            response = self._urlopen(method, url, out, preload=preload, body=body)
+            if response.status not in _REDIRECTS or body is not None:
+                return response
+            location = response.headers.get("Location")
+            release(response)
+            if not location:
+                raise TransportError(
+                    f"{url}: HTTP {response.status} redirect without a Location header", url=url,
+                    permanent=True,
+                )
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise TransportError(
+                    f"{url}: refusing to follow a redirect to {location!r} (not http or https)",
+                    url=url, permanent=True,
+                )
+            if scheme == "http" and urlsplit(url).scheme.lower() == "https":
+                raise TransportError(
+                    f"{url}: refusing to follow a redirect from https to plain http "
+                    f"({strip_query(target)}): a downgrade", url=url, permanent=True,
+                )
+            if response.status == 303 and method != "HEAD":
+                method = "GET"
+            url = target
+        raise TransportError(
+            f"{url}: more than {MAX_REDIRECTS} redirects", url=url, permanent=True
+        )
+
+    def _may_send_credentials(self, url: str, allowed: Origin | None) -> bool:
+        """:func:`may_send_credentials`, and plain HTTP never through a proxy off this machine."""
+        if not may_send_credentials(url, allowed):
+            return False
+        if urlsplit(url).scheme.lower() == "https":
+            return True
+        proxy = self._proxy(url)
+        return proxy is None or is_loopback(urlsplit(proxy.url).netloc)
+
+    def _urlopen(
+        self, method: str, url: str, headers: Mapping[str, str], *, preload: bool,
+        body: bytes | None = None,
+    ) -> BaseHTTPResponse:
+        manager = self._manager(url)
+        try:
+            response = manager.urlopen(
+                method,
+                url,
+                headers=dict(headers),
+                body=body,
+                redirect=False,
+                retries=False,
+                preload_content=preload,
+                decode_content=False,
+                timeout=self.timeout,
+            )
+        except _Urllib3SSLError as exc:
+            raise TLSError(f"{url}: TLS failure: {_reason(exc)}{self._tls_hint(url, exc)}",
+                           url=url) from exc
+        except ProxyError as exc:
+            proxy = self._proxy(url)
+            via = f" through the proxy {proxy.url}" if proxy is not None else ""
+            permanent = re.search(r"\b407\b", _reason(exc)) is not None
+            raise TransportError(
+                f"{url}: cannot connect{via}: {_reason(exc)}", url=url, permanent=permanent
+            ) from exc
+        except NewConnectionError as exc:
+            raise TransportError(f"{url}: cannot connect: {_reason(exc)}", url=url) from exc
+        except ConnectTimeoutError as exc:
+            raise TransportError(
+                f"{url}: cannot connect: timed out after {self.connect_timeout:g} s (connect "
+                "timeout: TANK_CONNECT_TIMEOUT, or [timeouts] connect in the config)", url=url,
+            ) from exc
+        except ReadTimeoutError as exc:
+            raise TransportError(f"{url}: {self._read_timeout_text()}", url=url) from exc
+        except (_Urllib3Error, OSError) as exc:
+            raise TransportError(f"{url}: {_reason(exc)}", url=url) from exc
+        if response.status == 407:
+            release(response)
+            proxy = self._proxy(url)
+            raise TransportError(
+                f"{url}: the proxy {proxy.url if proxy else ''} asks for credentials (HTTP 407); "
+                "give them in the proxy URL (http://user:password@proxy:port)",
+                url=url, permanent=True,
+            )
+        return response
+
+    def _read_timeout_text(self) -> str:
+        """Why a read timed out, naming the setting that decided how long to wait."""
+        waited = self.timeout.read_timeout
+        if self.speed_limit is not None and waited != self.read_timeout:
+            return (
+                f"timed out: no data for {waited:g} s (the low-speed window: TANK_SPEED_TIME, or "
+                "[timeouts] speed-time in the config)"
+            )
+        return (
+            f"timed out: no data for {waited:g} s (read timeout: TANK_READ_TIMEOUT, or "
+            "[timeouts] read in the config)"
+        )
+
+    def _tls_hint(self, url: str, exc: BaseException) -> str:
+        """How to fix a TLS failure with ``url``'s host: certs.d, --ca-file, --insecure-registry."""
+        hostport = urlsplit(url).netloc.rpartition("@")[2].lower()
+        roots = self._certs_roots if self._certs_roots is not None else certs_dirs()
+        return tls_hint(hostport, self.host_tls(hostport), roots, _reason(exc))
+
+    def clear(self) -> None:
+        """Close every pooled connection; forget which registries speak TLS and what certs.d held.
+
+        SSL contexts are kept (a certs.d folder changed since is read again on next use).
+        """
+        with self._lock:
+            managers = list(self._managers.values())
+            self._managers.clear()
+            self._schemes.clear()
+            self._hosts.clear()
+        for manager in managers:
+            manager.clear()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human reason for a urllib3/socket error, without the pool's boilerplate."""
+    inner: BaseException = exc
+    while True:
+        nxt = getattr(inner, "reason", None) or inner.__cause__ or inner.__context__
+        if not isinstance(nxt, BaseException) or nxt is inner:
+            break
+        inner = nxt
+    text = str(inner) or type(inner).__name__
+    return text
+
+
+def release(response: BaseHTTPResponse) -> None:
+    """Return a response's connection to the pool (reading what little is left), or close it."""
+    try:
+        response.drain_conn()
+        response.release_conn()
+    except (_Urllib3Error, OSError):
+        response.close()
+
+
+def discard(response: BaseHTTPResponse) -> None:
+    """Close a response whose body was not read to the end: its connection is not reused."""
+    response.close()
+    conn = getattr(response, "connection", None)
+    if conn is not None:
+        conn.close()
+    response.release_conn()
+
+
+__all__ = ["MAX_REDIRECTS", "USER_AGENT", "Transport", "discard", "release"]
