@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "tank._version": 0,
     "tank._fs": 1,
     "tank._json": 1,
+    "tank._cancel": 1,
     "tank.reference": 1,
     "tank.digest": 1,
     "tank.platform": 1,

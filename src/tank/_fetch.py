@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
+from tank._cancel import Cancel
 from tank.digest import Digest, Hasher
 from tank.errors import CacheMiss, DigestMismatch, InvalidManifest, TankError, UnsupportedManifest
 from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
@@ -78,6 +79,7 @@ class Fetcher:
         refresh: bool = False,
         jobs: int = 4,
         progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.ref = ref
         self.store = store
@@ -90,7 +92,9 @@ class Fetcher:
         self.refresh = refresh
         self.jobs = jobs
         self.progress = progress
-        self.cancelled = threading.Event()
+        #: set (by Ctrl-C, a failed worker or the caller's ``cancel``): downloads stop at their
+        #: next chunk with KeyboardInterrupt, keeping their ingest files for a resume
+        self.cancelled = cancel if cancel is not None else Cancel()
         self.downloaded = 0
         self.cached = 0
         self._count_lock = threading.Lock()

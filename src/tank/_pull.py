@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ def pull(
     transport: Transport | None = None,
     credentials: CredentialsArg = None,
     config: Config | None = None,
+    cancel: threading.Event | None = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
@@ -306,6 +308,9 @@ def pull(
     :param config: mirrors, insecure registries, trust, timeouts, default platform and jobs
         (:class:`tank.config.Config`); default :func:`tank.config.load`, the configuration
         files. A mirror that fails or lacks the image falls back to the next, then the registry.
+    :param cancel: set it (from any thread) to stop the pull: downloads stop at their next chunk
+        and :class:`KeyboardInterrupt` is raised, as on Ctrl-C; partial downloads stay in the
+        cache's ``ingest/`` and the next pull resumes them (:mod:`tank.aio` uses this).
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
@@ -323,6 +328,7 @@ def pull(
     fetcher = Fetcher(
         reference, store, _sources(reference, endpoints, credentials, t, policy),
         retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
+        cancel=cancel,
     )
     resolved = _resolve(fetcher, want, all_platforms)
     blobs = _blobs_of(resolved)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from tank.auth.credentials import LazyCredentials, resolver
 from tank.auth.tokens import Challenge, TokenCache, TokenKey, fetch_token, parse_challenges
 from tank.errors import AuthError
-from tank.reference import DOCKER_HUB_API
+from tank.reference import DOCKER_HUB, DOCKER_HUB_API
 from tank.responses import MAX_ERROR_BODY, error_details, read_capped
 from tank.retry import DEFAULT_RETRY, RetryPolicy, call
 from tank.transport import Origin, Transport, may_send_credentials
@@ -47,7 +47,7 @@ MAX_ROUNDS = 3
 
 def login_hint(registry: str) -> str:
     """How to give tank credentials for ``registry``."""
-    host = "docker.io" if registry == DOCKER_HUB_API else registry
+    host = DOCKER_HUB if registry == DOCKER_HUB_API else registry
     return f"log in with `tank login {host}`, or pass credentials= to the library"
 
 

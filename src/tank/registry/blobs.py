@@ -14,12 +14,14 @@ registry that answers ``200`` instead sends the whole blob again and the sink st
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, Protocol
 
+from tank._cancel import aborting
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import RegistryError, SizeMismatch, TankError, TransportError
 from tank.image import Where
@@ -144,6 +146,12 @@ class BlobStream:
         self._hasher.verify(self.digest, what="blob", **place)
         self.verified = True
 
+    def abort(self) -> None:
+        """Stop the download from another thread: a read blocked on the socket returns at once
+        (and iteration raises :class:`~tank.errors.TransportError`)."""
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+
     def close(self) -> None:
         """Give the connection back (or close it when the body was not read to the end)."""
         if not self.verified:
@@ -265,10 +273,13 @@ def fetch_into(
                 auth, digest, offset=offset, hasher=hasher, size=size, chunk_size=chunk_size
             )
             try:
-                return _drain(stream, sink, offset, on_bytes, on_restart, cancelled)
+                with aborting(cancelled, stream.abort):
+                    return _drain(stream, sink, offset, on_bytes, on_restart, cancelled)
             finally:
                 stream.close()
         except TankError as exc:
+            if cancelled is not None and cancelled.is_set():
+                raise KeyboardInterrupt from None  # aborted on purpose: not a network failure
             if not is_retryable(exc):
                 raise  # untouched, as tank.retry.call leaves it
             if attempt >= retry.attempts:

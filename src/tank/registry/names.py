@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from tank.digest import Digest
 from tank.errors import InvalidDigest, InvalidReference
-from tank.reference import _DOMAIN, _PATH, _TAG, DOCKER_HUB_API
-
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
+from tank.reference import _DOMAIN, _PATH, _TAG, api_host
 
 
 def registry_host(registry: str) -> str:
     """``registry`` as the API addresses it (Docker Hub's aliases become its API host); else
     :class:`~tank.errors.InvalidReference`."""
-    if registry in _HUB_ALIASES:
-        return DOCKER_HUB_API
+    if isinstance(registry, str) and api_host(registry) != registry:
+        return api_host(registry)
     if not isinstance(registry, str) or not _DOMAIN.fullmatch(registry):
         raise InvalidReference(str(registry), "invalid registry host (expected host[:port])")
     return registry

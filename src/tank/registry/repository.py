@@ -233,12 +233,14 @@ class Repository:
         *,
         size: int | None = None,
         fsync: bool = True,
+        cancelled: threading.Event | None = None,
     ) -> int:
         """Stream a blob into the file ``dest``; return its size.
 
         ``dest`` appears only once the whole blob has verified: the bytes go to a temporary file
         beside it, which is flushed (and fsynced unless ``fsync=False``) and renamed. A body that
-        breaks off is resumed with ``Range``. On any error ``dest`` is untouched.
+        breaks off is resumed with ``Range``. On any error (and when ``cancelled`` is set, which
+        stops it at the next chunk) ``dest`` is untouched.
         """
         target = Path(dest)
         fd, tmp_name = tempfile.mkstemp(
@@ -247,7 +249,7 @@ class Repository:
         try:
             with os.fdopen(fd, "wb") as out:
                 sink = _FileSink(out)
-                self.fetch_blob(digest, sink, size=size)
+                self.fetch_blob(digest, sink, size=size, cancelled=cancelled)
                 if fsync:
                     out.flush()
                     os.fsync(out.fileno())
