@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_line  # beside this file: on sys.path when run as a script
 from tank.testing.images import Pusher, make_random_blob_file
 from tank.testing.registry import LocalRegistry
 
@@ -94,8 +94,7 @@ def main() -> int:
     curl_rate = size / statistics.median(curl_s)
     tank_rate = size / statistics.median(tank_s)
     hash_rate = statistics.median(hash_rates)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{'with' if _has_sha_ni() else 'without'} SHA extensions")
+    print(machine_line())
     print(f"blob: {size / 1e6:.0f} MB, {args.rounds} alternating rounds, medians, "
           "files on /dev/shm")
     print(f"curl (no hashing):           {curl_rate / 1e6:7.0f} MB/s")
@@ -105,14 +104,6 @@ def main() -> int:
           f"(tank reaches {tank_rate / hash_rate:.2f}x of it)")
     print(f"tank peak RSS: {max(peaks) / 1024:.0f} MiB (whole process)")
     return 0
-
-
-def _has_sha_ni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " sha_ni" in flags or " sha2" in flags
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import machine_line  # beside this file: on sys.path when run as a script
 from tank.testing.images import Blob, Image, Pusher, make_image, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 
@@ -164,6 +165,7 @@ def main() -> int:
                 raw = [curl_all(f"{reg.url}/v2/bench/a", blobs, tmp / f"curl-{i}")
                        for i in range(args.rounds)]
 
+    print(machine_line())
     print(f"tank pull vs skopeo copy, {args.rounds} alternating rounds, medians, cold cache, "
           f"{os.cpu_count()} cores")
     print(f"{'image':<28}{'tank s':>8}{'skopeo s':>10}{'ratio':>7}{'tank RSS':>10}"

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import machine_line  # beside this file: on sys.path when run as a script
 from pull_vs_skopeo import build_images  # beside this file: on sys.path when run as a script
 from tank.outputs.layout import write_image
 from tank.store import Store
@@ -141,6 +142,7 @@ def main() -> int:
 
     med = {k: statistics.median(r.seconds for r in runs) for k, runs in results.items()}
     rss = {k: max(r.peak_rss_kib for r in runs) / 1024 for k, runs in results.items()}
+    print(machine_line())
     print(f"unpack of image (a): {len(layers)} gzip layers, {unpacked / 1e9:.2f} GB unpacked; "
           f"{args.rounds} rounds, medians, {os.cpu_count()} cores, as uid {os.geteuid()}")
     labels = {
