@@ -242,13 +242,17 @@ def parse_manifest(
     }
     if kind == "index":
         return Index(
-            media_type=media_type or mediatypes.OCI_INDEX,
+            media_type=media_type or mediatypes.OCI_INDEX,  # an index without one is OCI
             manifests=_descriptors(doc, "manifests", MAX_INDEX_ENTRIES, place),
             **common,
         )
+    config = Descriptor.from_json(doc.get("config"), where="the config descriptor", place=place)
+    if media_type is None:  # as containers/image guesses it: by the config's type
+        docker = config.media_type == mediatypes.DOCKER_CONFIG
+        media_type = mediatypes.DOCKER_MANIFEST if docker else mediatypes.OCI_MANIFEST
     return Manifest(
-        media_type=media_type or mediatypes.OCI_MANIFEST,
-        config=Descriptor.from_json(doc.get("config"), where="the config descriptor", place=place),
+        media_type=media_type,
+        config=config,
         layers=_descriptors(doc, "layers", MAX_LAYERS, place),
         **common,
     )
