@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +369,20 @@ def test_tls_mode(ca: LocalCA, make_front: MakeFront) -> None:
         assert r.data == image.manifest
         with pytest.raises(urllib3.exceptions.SSLError):
             urllib3.PoolManager(retries=False).request("GET", reg.url + "/v2/")
+
+
+def test_the_test_kit_without_its_extra_says_which_extra_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['jwt'] = None\n"  # as if PyJWT were not installed
+        "import importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'jwt' else real(n, *a)\n"
+        "try:\n"
+        "    import tank.testing\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "tank-oci[testing]" in out.stdout
+    assert "jwt" in out.stdout
