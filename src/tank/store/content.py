@@ -6,6 +6,8 @@ Layout under the cache root (:func:`default_cache_dir` unless given)::
     ingest/<algorithm>-<hex>.part           a blob being written (same filesystem as blobs/)
     locks/<algorithm>-<hex>.lock            the per-digest ingest lock (filelock)
     refs/<registry>/<repository>/<tag>.json what a tag pointed at when it was last resolved
+    rootfs/…, locks/rootfs-….lock           root filesystems built from images, and their
+                                            locks (:mod:`tank.store.rootfs`)
 
 Invariants:
 
