@@ -66,7 +66,6 @@ class UnpackWarning(UserWarning):
     it is not a :class:`~tank.errors.TankError`.)"""
 
 
-
 class Applier:
     """Applies layers, entry by entry, into one root; remembers what a layer's end must do."""
 
@@ -445,7 +444,6 @@ class Applier:
                     self._hide(fd, real, child)
             finally:
                 os.close(fd)
-
 
 
 __all__ = ["Applier", "UnpackProgress", "UnpackWarning"]

@@ -162,5 +162,4 @@ def copy_tree(source: Path, dest: Path, *, rootless: bool) -> None:
         os.close(src)
 
 
-
 __all__ = ["Copier", "copy_tree"]
