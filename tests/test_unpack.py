@@ -554,7 +554,7 @@ def decoded(parse: Any, block: bytes) -> tuple[Any, ...]:
 
 
 def test_header_fast_path_decodes_exactly_as_tarfile() -> None:
-    from tank.outputs.rootfs import _parse_header
+    from tank.layers.tar import _parse_header
 
     def frombuf(block: bytes) -> tarfile.TarInfo:
         return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
@@ -595,3 +595,79 @@ def test_a_tree_as_deep_as_allowed_unpacks_and_copies(tmp_path: Path) -> None:
     unpack(seed_store(tmp_path / "cache", first, "registry.test/unpack/deep:v1"),
            tmp_path / "deep", cache=tmp_path / "cache")
     assert (tmp_path / "deep" / deep).read_bytes() == b"deep"
+
+
+# -- reading a layer without unpacking it (tank.layers.tar) ----------------------------------------
+
+
+def test_a_layer_is_read_entry_by_entry_without_unpacking(tmp_path: Path) -> None:
+    from tank.digest import Digest
+    from tank.layers.tar import REGULAR_TYPES, read_layer, split_name
+    from tank.layers.whiteout import is_opaque, is_whiteout, whiteout_target
+
+    big = bytes(range(256)) * 9000  # over 2 MiB: several chunks
+    blob = layer([
+        E("/etc", "dir", mode=0o750),
+        E("etc/big", data=big, mode=0o4755, uid=7, gid=8,
+          pax={"SCHILY.xattr.user.k": "v", "mtime": "1700000000.25"}),
+        E("etc/link", "symlink", target="/etc/big"),
+        E("etc/.wh.gone"),
+        E("etc/.wh..wh..opq"),
+        E("./etc/skipped", data=b"x" * 1000),
+        E("last", data=b"tail"),
+    ], "zstd")
+    path = tmp_path / "layer"
+    path.write_bytes(blob.data)
+    assert blob.diff_id is not None
+    hasher = Digest.parse(blob.diff_id).hasher()
+    seen: list[tuple[list[str], bytes, int]] = []
+    with read_layer(path, blob.media_type, digest=blob.digest, hasher=hasher) as reader:
+        for entry in reader:
+            seen.append((split_name(entry.name), entry.kind, entry.size))
+            if entry.name == "etc/big":
+                assert entry.kind in REGULAR_TYPES
+                assert (entry.mode, entry.uid, entry.gid) == (0o4755, 7, 8)
+                assert entry.mtime_ns == 1_700_000_000_250_000_000
+                assert entry.xattrs == {"user.k": b"v"}
+                assert b"".join(reader.chunks()) == big
+                assert reader.read() == b""
+            elif entry.name == "etc/link":
+                assert entry.linkname == "/etc/big"
+            elif entry.name == "last":
+                assert reader.read(2) == b"ta"  # the rest is skipped
+    hasher.verify(blob.diff_id)  # every byte of the stream went through the hasher
+    assert [(parts, size) for parts, _, size in seen] == [
+        (["etc"], 0), (["etc", "big"], len(big)), (["etc", "link"], 0), (["etc", ".wh.gone"], 0),
+        (["etc", ".wh..wh..opq"], 0), (["etc", "skipped"], 1000), (["last"], 4),
+    ]
+    names = [parts[-1] for parts, _, _ in seen]
+    assert [n for n in names if is_whiteout(n)] == [".wh.gone", ".wh..wh..opq"]
+    assert [whiteout_target(n) for n in names if is_whiteout(n)] == ["gone", None]
+    assert [n for n in names if is_opaque(n)] == [".wh..wh..opq"]
+    assert whiteout_target(".wh..wh.plnk") is None
+    assert whiteout_target("file") is None
+
+
+def test_reading_a_layer_keeps_the_limits_and_names_the_layer(tmp_path: Path) -> None:
+    from tank.errors import CorruptLayer, LayerTooLarge, UnsafeEntry
+    from tank.layers.tar import read_layer, split_name
+    from tank.layers.whiteout import whiteout_target
+
+    blob = layer([E("a", data=b"1"), E("b", data=b"2"), E("c", data=b"3")], "none")
+    path = tmp_path / "layer"
+    path.write_bytes(blob.data)
+    with (pytest.raises(LayerTooLarge, match="more than 2 entries") as info,
+          read_layer(path, blob.media_type, digest=blob.digest, max_entries=2) as reader):
+        list(reader)
+    assert (info.value.layer, info.value.entry) == (blob.digest, "c")
+    with (pytest.raises(LayerTooLarge, match="uncompressed bytes"),
+          read_layer(path, blob.media_type, digest=blob.digest, max_layer_bytes=1024) as reader):
+        list(reader)
+    path.write_bytes(tar_of([E("cut", data=b"z" * 2000)])[:1024])
+    with (pytest.raises(CorruptLayer, match="in the middle of 'cut'"),
+          read_layer(path, blob.media_type, digest=blob.digest) as reader):
+        [b"".join(reader.chunks()) for _ in reader]
+    with pytest.raises(ValueError, match=r"'\.\.' component"):
+        split_name("a/../../etc/passwd")
+    with pytest.raises(UnsafeEntry, match="naming no entry"):
+        whiteout_target(".wh..")

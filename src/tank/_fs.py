@@ -1,19 +1,43 @@
 """Filesystem helpers every writer shares: one of each, one failure behaviour.
 
-- :func:`fsync_dir`: make the renames, links and unlinks in a directory durable.
+- :func:`fsync_dir`: make the renames, links and unlinks in a directory durable. A filesystem
+  that cannot fsync directories is accepted; any other failure is a
+  :class:`~tank.errors.StorageError`. (A caller that removes things best-effort suppresses that
+  error itself, and says why.)
+- :func:`temp_name` and :func:`new_file`: a fresh temporary sibling of a final name, created
+  exclusively (never through a symlink planted there) and removed again if writing it fails.
+- :func:`write_atomically`: a small file replaced whole (temporary file, fsync, rename, fsync of
+  the directory): a reader sees the old content or the new, never a part.
+- :func:`reflink` and :func:`copy_data`: a file's content copied by the cheapest means the kernel
+  offers: a copy-on-write clone (``FICLONE``), else ``copy_file_range`` (in the kernel, and a
+  server-side copy on NFS), else ``read`` and ``write``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import secrets
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 from tank.errors import StorageError
+
+#: Linux ``FICLONE`` (``_IOW(0x94, 9, int)``): clone the source fd's extents into the target
+FICLONE: Final = 0x40049409
+#: the prefix of tank's temporary files beside the files they become (see :func:`temp_name`)
+TMP_PREFIX: Final = ".tank-tmp-"
 
 #: errors that mean "this filesystem cannot fsync a directory" (some FUSE and network
 #: filesystems): nothing more can be done there, so they are not failures
 _NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+#: bytes per ``read`` when the kernel cannot copy by itself
+_CHUNK: Final = 1 << 20
+#: bytes asked of one ``copy_file_range`` call when copying to the end
+_RANGE: Final = 1 << 30
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -43,4 +67,125 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-__all__ = ["fsync_dir"]
+def temp_name(final: Path, *, prefix: str = TMP_PREFIX) -> Path:
+    """A fresh temporary name beside ``final``: ``<prefix><up to 24 characters of its
+    name>-<12 random hex digits>``, so a crashed writer's leftovers are recognisable by
+    ``prefix``."""
+    return final.with_name(f"{prefix}{final.name[:24]}-{secrets.token_hex(6)}")
+
+
+@contextlib.contextmanager
+def new_file(path: Path, mode: int = 0o644, *, readable: bool = False) -> Iterator[int]:
+    """Create ``path`` exclusively (``O_EXCL``: never an existing file, never through a symlink)
+    and yield its descriptor, open for writing (and reading with ``readable``); ``mode`` is
+    subject to the umask. The descriptor is closed at the end of the block; if the block fails,
+    the file is removed too."""
+    access = os.O_RDWR if readable else os.O_WRONLY
+    fd = os.open(path, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        yield fd
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    os.close(fd)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """``os.write`` until every byte is written (a write may be partial)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace the file ``path`` with ``data`` whole: write a temporary sibling, fsync it,
+    rename it over ``path``, fsync the directory.
+
+    :param mode: the new file's exact mode; without it, ``0o644`` less the umask (as ``open``
+        creates files).
+    :raises OSError: the write or the rename failed (the temporary file is removed).
+    :raises ~tank.errors.StorageError: the directory could not be made durable.
+    """
+    tmp = temp_name(path)
+    try:
+        with new_file(tmp) as fd:
+            write_all(fd, data)
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def reflink(src_fd: int, dst_fd: int) -> bool:
+    """Make the file ``dst_fd`` a copy-on-write clone of ``src_fd`` (Linux ``FICLONE``: btrfs,
+    XFS, bcachefs, …); ``False``, with nothing written, where the filesystem cannot
+    (``EOPNOTSUPP``, ``EXDEV``, ``EINVAL``, ``ENOTTY`` …) or the platform is not Linux."""
+    if sys.platform != "linux":
+        return False
+    import fcntl
+
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError:
+        return False
+    return True
+
+
+def copy_data(src_fd: int, dst_fd: int, size: int | None = None) -> None:
+    """Copy ``size`` bytes (or everything up to the end) from ``src_fd``'s position to
+    ``dst_fd``'s: with ``copy_file_range`` where the kernel can, else by ``read`` and ``write``.
+
+    ``copy_file_range`` failing before it copied anything (``EXDEV`` on older kernels,
+    ``ENOSYS``, ``EINVAL`` or ``EOPNOTSUPP`` on some filesystems) is not an error: the plain copy
+    runs instead (and a real I/O error meets it there again). A failure after some bytes were
+    copied is raised.
+    """
+    if _copy_range(src_fd, dst_fd, size):
+        return
+    left = size
+    while left is None or left > 0:
+        chunk = os.read(src_fd, _CHUNK if left is None else min(left, _CHUNK))
+        if not chunk:
+            break
+        write_all(dst_fd, chunk)
+        if left is not None:
+            left -= len(chunk)
+
+
+def _copy_range(src_fd: int, dst_fd: int, size: int | None) -> bool:
+    """Copy with ``os.copy_file_range``; ``False`` if it copied nothing and cannot here."""
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is None:
+        return False
+    copied = 0
+    try:
+        while size is None or copied < size:
+            n = copy_range(src_fd, dst_fd, _RANGE if size is None else size - copied)
+            if not n:
+                break
+            copied += n
+    except OSError:
+        if copied:
+            raise
+        return False
+    return True
+
+
+__all__ = [
+    "FICLONE",
+    "TMP_PREFIX",
+    "copy_data",
+    "fsync_dir",
+    "new_file",
+    "reflink",
+    "temp_name",
+    "write_all",
+    "write_atomically",
+]

@@ -52,13 +52,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
+from tank._fs import fsync_dir, new_file, temp_name
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import ArchiveError, DigestMismatch, InvalidReference
 from tank.layers.compression import CHUNK, diff_id_of, layer_compression, open_layer
@@ -67,7 +67,6 @@ from tank.reference import parse as parse_reference
 
 PREFIX: Final = "docker-archive:"
 
-_TMP_PREFIX: Final = ".tank-tmp-"
 _BLOCK: Final = tarfile.BLOCKSIZE
 _USTAR_MAX_SIZE: Final = 8**11 - 1  # a ustar size field holds 11 octal digits
 _FILE_MODE: Final = 0o644
@@ -205,9 +204,12 @@ def write_docker_archive(
     if final.is_dir():
         raise ArchiveError(f"{final}: is a directory; a docker-archive is a file")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(final)
+    tmp = temp_name(final)
     try:
-        with _new_file(tmp) as out:
+        with (
+            new_file(tmp, _FILE_MODE, readable=True) as fd,
+            open(fd, "w+b", buffering=CHUNK, closefd=False) as out,
+        ):
             tar = _TarWriter(out)
             tar.add_bytes("manifest.json", _json(manifest))
             tar.add_bytes("repositories", _json(repositories))
@@ -229,7 +231,7 @@ def write_docker_archive(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -374,31 +376,6 @@ class _TarWriter:
     def _pad(self, size: int) -> None:
         if size % _BLOCK:
             self._out.write(bytes(_BLOCK - size % _BLOCK))
-
-
-# -- files -------------------------------------------------------------------------------------
-
-
-def _temp_name(final: Path) -> Path:
-    """A fresh temporary name beside ``final``."""
-    return final.with_name(f"{_TMP_PREFIX}{final.name[:24]}-{secrets.token_hex(6)}")
-
-
-@contextlib.contextmanager
-def _new_file(path: Path) -> Iterator[IO[bytes]]:
-    """Create ``path`` exclusively and yield it open for writing (and seeking back)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-    with open(fd, "w+b", buffering=CHUNK) as out:
-        yield out
-
-
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory, so the rename in it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

@@ -26,16 +26,23 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from filelock import FileLock
 
+from tank._fs import (
+    FICLONE,
+    TMP_PREFIX,
+    copy_data,
+    fsync_dir,
+    new_file,
+    reflink,
+    temp_name,
+    write_atomically,
+)
 from tank.digest import Digest
 from tank.errors import InvalidReference, LayoutError, SizeMismatch
 from tank.mediatypes import OCI_INDEX
@@ -46,13 +53,8 @@ REF_NAME_ANNOTATION: Final = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION: Final = "1.0.0"
 #: the lock file, at the layout's root; the validators and readers ignore it
 LOCK_NAME: Final = ".tank.lock"
-#: Linux ``FICLONE`` (``_IOW(0x94, 9, int)``): clone the source fd's extents into the target
-FICLONE: Final = 0x40049409
-
-_TMP_PREFIX: Final = ".tank-tmp-"
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _READ_ONLY: Final = 0o444
-_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def write_image(
             if _place_blob(source, dest, digest, copy=copy):
                 touched.add(dest.parent)
         for directory in sorted(touched, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
         _drop_ref(index, ref_name)
         entry: dict[str, Any] = {
@@ -174,7 +176,7 @@ def write_image(
         if platform is not None:
             entry["platform"] = dict(platform)
         index["manifests"].append(entry)
-        _write_atomically(root, "index.json", json.dumps(index, separators=(",", ":")).encode())
+        write_atomically(root / "index.json", json.dumps(index, separators=(",", ":")).encode())
 
 
 # -- the layout's own files --------------------------------------------------------------------
@@ -191,7 +193,7 @@ def _check_target(root: Path) -> None:
         raise LayoutError(f"{root}: exists and is not a directory") from None
     # tank's own lock and temporary files do not count: another writer may be creating the
     # layout right now (its oci-layout is still a temporary file)
-    foreign = {n for n in names if n != LOCK_NAME and not n.startswith(_TMP_PREFIX)}
+    foreign = {n for n in names if n != LOCK_NAME and not n.startswith(TMP_PREFIX)}
     if foreign and "oci-layout" not in names:
         raise LayoutError(
             f"{root}: the directory is not empty and is not an OCI layout (it has no oci-layout "
@@ -206,7 +208,7 @@ def _ensure_oci_layout(root: Path) -> None:
         raw = path.read_bytes()
     except FileNotFoundError:
         text = json.dumps({"imageLayoutVersion": LAYOUT_VERSION})
-        _write_atomically(root, "oci-layout", text.encode())
+        write_atomically(root / "oci-layout", text.encode())
         return
     try:
         doc = json.loads(raw)
@@ -254,7 +256,7 @@ def _sweep_temporaries(root: Path) -> None:
         dirs += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
     for directory in dirs:
         with os.scandir(directory) as entries:
-            stale = [e.path for e in entries if e.name.startswith(_TMP_PREFIX)]
+            stale = [e.path for e in entries if e.name.startswith(TMP_PREFIX)]
         for path in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -268,25 +270,6 @@ def _blob_path(blob_root: Path, digest: Digest) -> Path:
     return blob_root / digest.algorithm / digest.hex
 
 
-def _temp_name(final: Path) -> Path:
-    """A fresh temporary name beside ``final``."""
-    return final.with_name(f"{_TMP_PREFIX}{final.name[:24]}-{secrets.token_hex(6)}")
-
-
-@contextlib.contextmanager
-def _new_file(path: Path) -> Iterator[int]:
-    """Create ``path`` exclusively and yield its fd; remove it if the block fails."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        yield fd
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        raise
-    os.close(fd)
-
-
 def _place_blob(source: Path, dest: Path, digest: Digest, *, copy: bool) -> bool:
     """Put ``source`` at ``dest``; False if a file of the right size is already there."""
     try:
@@ -296,7 +279,7 @@ def _place_blob(source: Path, dest: Path, digest: Digest, *, copy: bool) -> bool
     with contextlib.suppress(FileNotFoundError):
         if dest.stat().st_size == size:
             return False
-    tmp = _temp_name(dest)
+    tmp = temp_name(dest)
     try:
         if not _reflink(source, tmp, size, digest) and (copy or not _hard_link(source, tmp)):
             _copy(source, tmp, size, digest)
@@ -310,26 +293,19 @@ def _place_blob(source: Path, dest: Path, digest: Digest, *, copy: bool) -> bool
 
 def _reflink(source: Path, tmp: Path, size: int, digest: Digest) -> bool:
     """Clone ``source`` to ``tmp`` with ``FICLONE``; False (and no ``tmp``) where unsupported."""
-    if sys.platform != "linux":
-        return False
-    import fcntl
-
     with source.open("rb") as src:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.ioctl(fd, FICLONE, src.fileno())
-        except OSError:  # EOPNOTSUPP, EXDEV, EINVAL, ENOTTY …: this filesystem cannot clone
-            os.close(fd)
-            tmp.unlink()
+            with new_file(tmp) as fd:
+                if not reflink(src.fileno(), fd):
+                    raise _CannotClone
+                _finish_copy(fd, size, digest)
+        except _CannotClone:
             return False
-        try:
-            _finish_copy(fd, size, digest)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink()
-            raise
-        os.close(fd)
     return True
+
+
+class _CannotClone(Exception):
+    """This filesystem cannot clone (the temporary file is already removed)."""
 
 
 def _hard_link(source: Path, tmp: Path) -> bool:
@@ -343,27 +319,9 @@ def _hard_link(source: Path, tmp: Path) -> bool:
 
 def _copy(source: Path, tmp: Path, size: int, digest: Digest) -> None:
     """Copy ``source`` to ``tmp`` in the kernel where possible, then make it read-only."""
-    with source.open("rb") as src, _new_file(tmp) as fd:
-        if not _copy_file_range(src.fileno(), fd):
-            with open(fd, "wb", closefd=False) as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+    with source.open("rb") as src, new_file(tmp) as fd:
+        copy_data(src.fileno(), fd)
         _finish_copy(fd, size, digest)
-
-
-def _copy_file_range(src: int, dst: int) -> bool:
-    """Copy all of ``src`` with ``os.copy_file_range``; False if it is unavailable here."""
-    copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is None:
-        return False
-    copied = 0
-    try:
-        while n := copy_range(src, dst, 1 << 30):
-            copied += n
-    except OSError:
-        if copied:
-            raise
-        return False  # EXDEV, ENOSYS, EINVAL, EOPNOTSUPP: fall back to read and write
-    return True
 
 
 def _finish_copy(fd: int, size: int, digest: Digest) -> None:
@@ -373,33 +331,6 @@ def _finish_copy(fd: int, size: int, digest: Digest) -> None:
         raise SizeMismatch(size, actual, what="blob copy", digest=digest)
     os.fchmod(fd, _READ_ONLY)
     os.fsync(fd)
-
-
-def _write_atomically(root: Path, name: str, data: bytes) -> None:
-    """Write ``root/name`` through a temporary file: fsync, rename, fsync the directory."""
-    final = root / name
-    tmp = _temp_name(final)
-    try:
-        with _new_file(tmp) as fd:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory, so the renames and links in it survive a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

@@ -6,6 +6,8 @@ Layout under the cache root (:func:`default_cache_dir` unless given)::
     ingest/<algorithm>-<hex>.part           a blob being written (same filesystem as blobs/)
     locks/<algorithm>-<hex>.lock            the per-digest ingest lock (filelock)
     refs/<registry>/<repository>/<tag>.json what a tag pointed at when it was last resolved
+    rootfs/…, locks/rootfs-….lock           root filesystems built from images, and their
+                                            locks (:mod:`tank.store.rootfs`)
 
 Invariants:
 
@@ -39,12 +41,12 @@ import errno
 import json
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from tank._fs import fsync_dir, write_all, write_atomically
 from tank.digest import ALGORITHMS, Digest, Hasher
 from tank.errors import (
     CacheMiss,
@@ -92,15 +94,6 @@ def default_cache_dir() -> Path:
 # -- small filesystem helpers ----------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _unlink(path: Path) -> bool:
     """Remove ``path`` if it exists; whether it did."""
     try:
@@ -144,14 +137,6 @@ def _storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
     return StorageError(
         f"the cache failed {doing} at {path}: {reason}", path=str(path), errno=exc.errno
     )
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """``os.write`` until every byte is written (a write may be partial)."""
-    view = memoryview(data).cast("B")
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -249,7 +234,7 @@ class BlobWriter:
             self._broken = f"more than the expected {self.size} bytes were written"
             raise SizeMismatch(self.size, self.written + count, what="blob", digest=self.digest)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         except OSError as exc:
             raise _storage_error(exc, self.path, f"writing blob {self.digest}") from exc
         self.written += count
@@ -285,7 +270,7 @@ class BlobWriter:
         except OSError as exc:
             raise _storage_error(exc, self.path, f"committing blob {self.digest}") from exc
         self.committed = True
-        _fsync_dir(self._target.parent)
+        fsync_dir(self._target.parent)
         return self._target
 
     def _open_fd(self) -> int:
@@ -395,7 +380,7 @@ class Store:
         with self._lock(d):
             removed = _unlink(self.blob_path(d))
             if removed:
-                _fsync_dir(self.blob_path(d).parent)
+                fsync_dir(self.blob_path(d).parent)
             return removed
 
     def _discard_blob(self, d: Digest, seen: os.stat_result) -> None:
@@ -606,19 +591,7 @@ class Store:
         }
         body = (json.dumps(record, indent=2) + "\n").encode()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            try:
-                _write_all(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(Path(tmp))
-            raise
-        _fsync_dir(path.parent)
+        write_atomically(path, body, mode=0o644)
 
     def get_ref(self, registry: str, repository: str, tag: str) -> RefRecord | None:
         """The recorded ref, or ``None`` when there is none or its record is corrupt."""
