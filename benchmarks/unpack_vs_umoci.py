@@ -43,7 +43,7 @@ REF = "bench.test/unpack/a:v1"
 
 _TANK = """
 import sys
-from tank.outputs.rootfs import unpack
+from tank import unpack
 unpack(sys.argv[1], sys.argv[2], cache=sys.argv[3], rootfs_cache=sys.argv[4] == "cache")
 """
 
