@@ -1,29 +1,38 @@
 """Walking the manifests in the cache: which blobs each cached image reaches, and which images
-are complete. Read-only: a blob that does not verify is simply not followed.
+are complete. Read-only: a blob that does not verify, or does not parse, is simply not followed.
 
-(Kept apart so that it can be replaced by the image model as one piece.)
+Manifests and configs are read through the image model (:func:`tank.image.parse_manifest`,
+:func:`tank.image.parse_config`), so the cache's maintenance applies the same rules (size caps,
+strict JSON, valid descriptors) as a pull.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Final
 
 from tank.digest import Digest
-from tank.errors import InvalidDigest
-from tank.platform import Platform, is_attestation
+from tank.errors import InvalidDigest, TankError
+from tank.image import (
+    MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
+    Index,
+    Manifest,
+    parse_config,
+    parse_manifest,
+)
+from tank.platform import is_attestation
 from tank.store._scan import regular as _regular
 from tank.store.content import Store
 
-#: cached manifests larger than this are not walked (the registry client's own limit)
-MAX_MANIFEST: Final = 4 * 1024 * 1024
 #: how deep indexes may nest when walking (real ones are one level deep)
 MAX_DEPTH: Final = 8
 
+Document = Manifest | Index
 
-def _read_json_blob(store: Store, digest: str, cap: int = MAX_MANIFEST) -> dict[str, Any] | None:
-    """A cached blob parsed as a JSON object, verified against its digest; else ``None``.
+
+def _read_verified(store: Store, digest: str, cap: int) -> bytes | None:
+    """A cached blob's bytes when it is at most ``cap`` bytes and verifies; else ``None``.
 
     Unlike :meth:`Store.read_blob` it never removes anything (a corrupt blob is simply not
     read): listing the cache does not change it.
@@ -43,59 +52,47 @@ def _read_json_blob(store: Store, digest: str, cap: int = MAX_MANIFEST) -> dict[
         return None
     hasher = d.hasher()
     hasher.update(data)
-    if hasher.digest() != d:
+    return data if hasher.digest() == d else None
+
+
+def read_document(store: Store, digest: str) -> Document | None:
+    """The cached manifest or index ``digest``, parsed by the image model; ``None`` when it is
+    missing, corrupt, or not a manifest tank reads."""
+    raw = _read_verified(store, digest, MAX_MANIFEST_SIZE)
+    if raw is None:
         return None
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
+        return parse_manifest(raw, None, digest=Digest.parse(digest))
+    except TankError:
         return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _digest_of(descriptor: Any) -> Digest | None:
-    if not isinstance(descriptor, dict):
-        return None
-    try:
-        return Digest.parse(descriptor.get("digest") or "")
-    except InvalidDigest:
-        return None
-
-
-def _is_manifest(doc: dict[str, Any]) -> bool:
-    return isinstance(doc.get("manifests"), list) or (
-        isinstance(doc.get("config"), dict) and isinstance(doc.get("layers"), list)
-    )
 
 
 class _Walker:
-    """Walks manifests in the cache, remembering each one's tree."""
+    """Walks manifests in the cache, remembering each one's document."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._docs: dict[str, dict[str, Any] | None] = {}
+        self._docs: dict[str, Document | None] = {}
 
-    def doc(self, digest: str) -> dict[str, Any] | None:
+    def doc(self, digest: str) -> Document | None:
+        """The cached document ``digest`` (parsed once)."""
         if digest not in self._docs:
-            self._docs[digest] = _read_json_blob(self.store, digest)
+            self._docs[digest] = read_document(self.store, digest)
         return self._docs[digest]
 
     def tree(self, digest: Digest, depth: int = 0) -> set[Digest]:
         """``digest`` and everything it refers to, as far as the cached manifests tell."""
         out = {digest}
         doc = self.doc(digest)
-        if doc is None or depth > MAX_DEPTH or not _is_manifest(doc):
+        if doc is None or depth > MAX_DEPTH:
             return out
-        for entry in doc.get("manifests") or []:
-            child = _digest_of(entry)
-            if child is not None and child not in out:
-                out |= self.tree(child, depth + 1)
-        config = _digest_of(doc.get("config"))
-        if config is not None:
-            out.add(config)
-        for layer in doc.get("layers") or []:
-            d = _digest_of(layer)
-            if d is not None:
-                out.add(d)
+        if isinstance(doc, Index):
+            for entry in doc.manifests:
+                if entry.digest not in out:
+                    out |= self.tree(entry.digest, depth + 1)
+            return out
+        out.add(doc.config.digest)
+        out.update(layer.digest for layer in doc.layers)
         return out
 
     def platforms(self, digest: Digest) -> list[str]:
@@ -103,23 +100,20 @@ class _Walker:
         doc = self.doc(digest)
         if doc is None:
             return []
-        if isinstance(doc.get("manifests"), list):
-            out = []
-            for entry in doc["manifests"]:
-                child = _digest_of(entry)
-                spec = entry.get("platform") if isinstance(entry, dict) else None
-                plat = Platform.from_json(spec)
-                if child is None or plat is None or is_attestation(entry):
-                    continue
-                if self._complete(child):
-                    out.append(str(plat))
-            return out
+        if isinstance(doc, Index):
+            return [
+                str(entry.platform) for entry in doc.manifests
+                if entry.platform is not None and not is_attestation(entry.json)
+                and self._complete(entry.digest)
+            ]
         if not self._complete(digest):
             return []
-        config = _digest_of(doc.get("config"))
-        config_doc = _read_json_blob(self.store, config, 8 * MAX_MANIFEST) if config else None
-        plat = Platform.from_json(config_doc)
-        return [str(plat)] if plat is not None else []
+        raw = _read_verified(self.store, doc.config.digest, MAX_CONFIG_SIZE)
+        try:
+            platform = parse_config(raw, require_rootfs=False).platform if raw else None
+        except TankError:
+            platform = None
+        return [str(platform)] if platform is not None else []
 
     def _complete(self, digest: Digest) -> bool:
         if self.doc(digest) is None:
@@ -128,10 +122,10 @@ class _Walker:
 
 
 def _cached_manifests(store: Store) -> Iterator[Digest]:
-    """Every cached blob that is a manifest (small, JSON, with ``manifests`` or ``config``)."""
+    """Every cached blob that may be a manifest (small, and a JSON object by its first byte)."""
     for d, path in store.iter_blobs():
         st = _regular(path)
-        if st is None or st.st_size > MAX_MANIFEST or st.st_size < 2:
+        if st is None or st.st_size > MAX_MANIFEST_SIZE or st.st_size < 2:
             continue
         try:
             with open(path, "rb") as f:
@@ -148,11 +142,9 @@ def _in_flight(store: Store, walker: _Walker, held: set[Digest]) -> set[Digest]:
         return set()
     out = set(held)
     for d in _cached_manifests(store):
-        doc = walker.doc(d)
-        if doc is None or not _is_manifest(doc):
+        if walker.doc(d) is None:
             continue
         tree = walker.tree(d)
         if tree & held:
             out |= tree
     return out
-
