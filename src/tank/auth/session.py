@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING
 
 from tank.auth.credentials import LazyCredentials, resolver
 from tank.auth.tokens import Challenge, TokenCache, TokenKey, fetch_token, parse_challenges
-from tank.errors import AuthError
+from tank.errors import AuthError, TransportError
 from tank.reference import DOCKER_HUB, DOCKER_HUB_API
 from tank.responses import MAX_ERROR_BODY, error_details, read_capped
 from tank.retry import DEFAULT_RETRY, RetryPolicy, call
-from tank.transport import Origin, Transport, may_send_credentials
+from tank.transport import Origin, Transport, discard, may_send_credentials
+from tank.transport.origins import strip_query
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
@@ -180,10 +181,32 @@ class Authenticator:
         self._authorize(send, state)
         response = self.transport.request_registry(method, self.registry, path, headers=send)
         while response.status == 401:
+            self._check_origin(response, reference)
             self._answer(response, send, state, reference)
             state.rounds += 1
             response = self.transport.request_registry(method, self.registry, path, headers=send)
         return response
+
+    def _check_origin(self, response: BaseHTTPResponse, reference: str) -> None:
+        """Refuse a ``401`` that did not come from the registry itself (a CDN, or whoever holds a
+        dangling bucket name a blob was redirected to): answering it would hand the registry's
+        credentials or tokens to that host's realm. Nothing is sent and nothing is remembered
+        (containerd closed this class after CVE-2020-15157)."""
+        answered = response.url or ""
+        own = Origin.of(self.transport.base_url(self.registry))
+        try:
+            same = Origin.of(answered) == own if "://" in answered else True
+        except TransportError:
+            same = False
+        if same:
+            return
+        discard(response)
+        raise AuthError(
+            f"a redirect target ({strip_query(answered)}) answered 401 asking for "
+            "authentication; tank authenticates only to the registry itself and sends its "
+            "credentials nowhere else", status=401, registry=self.registry,
+            repository=self.repository, reference=reference,
+        )
 
     def _answer(
         self, response: BaseHTTPResponse, send: dict[str, str], state: _Round, reference: str

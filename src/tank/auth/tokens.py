@@ -299,6 +299,16 @@ def _token_from(
     )
 
 
+def _usable_realm(realm: str) -> bool:
+    """Whether ``realm`` is an absolute http(s) URL that parses (host, and a valid port)."""
+    try:
+        parts = urlsplit(realm)
+        _ = parts.port  # ValueError for a port outside 0-65535
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def fetch_token(
     transport: Transport,
     challenge: Challenge,
@@ -331,9 +341,9 @@ def fetch_token(
     in ``retry_after``).
     """
     realm = challenge.realm
-    if not realm or urlsplit(realm).scheme.lower() not in ("http", "https"):
+    if not realm or not _usable_realm(realm):
         raise AuthError(
-            f"Bearer challenge without a usable realm ({realm!r})",
+            f"Bearer challenge without a usable realm ({(realm or '')[:200]!r})",
             registry=registry, repository=repository,
         )
     service = challenge.params.get("service") or ""

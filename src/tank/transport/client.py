@@ -83,6 +83,21 @@ USER_AGENT: Final = f"tank/{__version__}"
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
+def _redirect_target(url: str, location: str) -> str:
+    """``location`` resolved against ``url``; a :class:`~tank.errors.TransportError` (never a
+    bare :class:`ValueError`) for one that does not parse (``http://[zz``, a port over 65535)."""
+    try:
+        target = urljoin(url, location.strip())
+        parts = urlsplit(target)
+        _ = parts.port  # raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise TransportError(
+            f"{strip_query(url)}: refusing to follow a redirect to a malformed URL ({exc})",
+            url=strip_query(url), permanent=True,
+        ) from None
+    return target
+
+
 class Transport:
     """A pool of HTTP connections plus the policies of :mod:`tank.transport`.
 
@@ -283,32 +298,35 @@ class Transport:
                 with_credentials = False
             out = send if with_credentials else without_credentials(send)
             response = self._urlopen(method, url, out, preload=preload, body=body)
+            # the absolute URL that answered: a 401 is answered only when it is the registry's
+            response.url = url
             if response.status not in _REDIRECTS or body is not None:
                 return response
             location = response.headers.get("Location")
             release(response)
             if not location:
                 raise TransportError(
-                    f"{url}: HTTP {response.status} redirect without a Location header", url=url,
-                    permanent=True,
+                    f"{strip_query(url)}: HTTP {response.status} redirect without a Location "
+                    "header", url=strip_query(url), permanent=True,
                 )
-            target = urljoin(url, location)
+            target = _redirect_target(url, location)
             scheme = urlsplit(target).scheme.lower()
             if scheme not in ("http", "https"):
                 raise TransportError(
-                    f"{url}: refusing to follow a redirect to {location!r} (not http or https)",
-                    url=url, permanent=True,
+                    f"{strip_query(url)}: refusing to follow a redirect to a {scheme or 'relative'}"
+                    " URL (not http or https)", url=strip_query(url), permanent=True,
                 )
             if scheme == "http" and urlsplit(url).scheme.lower() == "https":
                 raise TransportError(
-                    f"{url}: refusing to follow a redirect from https to plain http "
-                    f"({strip_query(target)}): a downgrade", url=url, permanent=True,
+                    f"{strip_query(url)}: refusing to follow a redirect from https to plain http "
+                    f"({strip_query(target)}): a downgrade", url=strip_query(url), permanent=True,
                 )
             if response.status == 303 and method != "HEAD":
                 method = "GET"
             url = target
         raise TransportError(
-            f"{url}: more than {MAX_REDIRECTS} redirects", url=url, permanent=True
+            f"{strip_query(url)}: more than {MAX_REDIRECTS} redirects", url=strip_query(url),
+            permanent=True,
         )
 
     def _may_send_credentials(self, url: str, allowed: Origin | None) -> bool:
@@ -324,6 +342,7 @@ class Transport:
         self, method: str, url: str, headers: Mapping[str, str], *, preload: bool,
         body: bytes | None = None,
     ) -> BaseHTTPResponse:
+        shown = strip_query(url)  # a signed URL's query is a secret: never in an error
         manager = self._manager(url)
         try:
             response = manager.urlopen(
@@ -338,33 +357,33 @@ class Transport:
                 timeout=self.timeout,
             )
         except _Urllib3SSLError as exc:
-            raise TLSError(f"{url}: TLS failure: {_reason(exc)}{self._tls_hint(url, exc)}",
-                           url=url) from exc
+            raise TLSError(f"{shown}: TLS failure: {_reason(exc)}{self._tls_hint(url, exc)}",
+                           url=shown) from exc
         except ProxyError as exc:
             proxy = self._proxy(url)
             via = f" through the proxy {proxy.url}" if proxy is not None else ""
             permanent = re.search(r"\b407\b", _reason(exc)) is not None
             raise TransportError(
-                f"{url}: cannot connect{via}: {_reason(exc)}", url=url, permanent=permanent
+                f"{shown}: cannot connect{via}: {_reason(exc)}", url=shown, permanent=permanent
             ) from exc
         except NewConnectionError as exc:
-            raise TransportError(f"{url}: cannot connect: {_reason(exc)}", url=url) from exc
+            raise TransportError(f"{shown}: cannot connect: {_reason(exc)}", url=shown) from exc
         except ConnectTimeoutError as exc:
             raise TransportError(
-                f"{url}: cannot connect: timed out after {self.connect_timeout:g} s (connect "
-                "timeout: TANK_CONNECT_TIMEOUT, or [timeouts] connect in the config)", url=url,
+                f"{shown}: cannot connect: timed out after {self.connect_timeout:g} s (connect "
+                "timeout: TANK_CONNECT_TIMEOUT, or [timeouts] connect in the config)", url=shown,
             ) from exc
         except ReadTimeoutError as exc:
-            raise TransportError(f"{url}: {self._read_timeout_text()}", url=url) from exc
+            raise TransportError(f"{shown}: {self._read_timeout_text()}", url=shown) from exc
         except (_Urllib3Error, OSError) as exc:
-            raise TransportError(f"{url}: {_reason(exc)}", url=url) from exc
+            raise TransportError(f"{shown}: {_reason(exc)}", url=shown) from exc
         if response.status == 407:
             release(response)
             proxy = self._proxy(url)
             raise TransportError(
-                f"{url}: the proxy {proxy.url if proxy else ''} asks for credentials (HTTP 407); "
+                f"{shown}: the proxy {proxy.url if proxy else ''} asks for credentials (HTTP 407); "
                 "give them in the proxy URL (http://user:password@proxy:port)",
-                url=url, permanent=True,
+                url=shown, permanent=True,
             )
         return response
 
@@ -410,7 +429,10 @@ def _reason(exc: BaseException) -> str:
             break
         inner = nxt
     text = str(inner) or type(inner).__name__
-    return text
+    return _URL_QUERY.sub(r"\1", text)  # no signed URL's query in a message
+
+
+_URL_QUERY = re.compile(r"(\b(?:https?://|/)[^\s?'\"]*)\?[^\s'\"]*")
 
 
 def release(response: BaseHTTPResponse) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from tank.errors import TransportError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -25,8 +27,16 @@ SENSITIVE_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authoriz
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (``name``, ``name:port``, ``[v6]:port``) names this machine's loopback."""
-    hostname = urlsplit(f"//{host}").hostname or ""
+    """Whether ``host`` (``name``, ``name:port``, ``[v6]``, ``[v6]:port``, or a bare IPv6
+    address such as ``::1``) names this machine's loopback."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        hostname = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
     if hostname == "localhost":
         return True
     try:
@@ -45,11 +55,20 @@ class Origin:
 
     @classmethod
     def of(cls, url: str) -> Origin:
-        """The origin of an absolute ``http``/``https`` URL."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        port = parts.port or (443 if scheme == "https" else 80)
-        return cls(scheme, (parts.hostname or "").lower(), port)
+        """The origin of an absolute ``http``/``https`` URL; a
+        :class:`~tank.errors.TransportError` (never a bare :class:`ValueError`) for a URL that
+        does not parse (``http://[zz``, a port over 65535)."""
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            port = parts.port or (443 if scheme == "https" else 80)
+            host = (parts.hostname or "").lower()
+        except ValueError as exc:
+            raise TransportError(
+                f"malformed URL {strip_query(url)[:200]!r}: {exc}", url=strip_query(url),
+                permanent=True,
+            ) from None
+        return cls(scheme, host, port)
 
 
 def may_send_credentials(url: str, allowed: Origin | None) -> bool:
@@ -77,8 +96,12 @@ def normalize_registry(name: str) -> str:
 
 
 def strip_query(url: str) -> str:
-    """A URL without its query (CDN signatures stay out of messages)."""
-    parts = urlsplit(url)
+    """A URL without its query, fragment and user info (CDN signatures and credentials stay out
+    of messages); what cannot be parsed is cut at the first ``?``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 

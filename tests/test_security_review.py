@@ -1,0 +1,114 @@
+"""The security review's findings (issue 12): each class of problem, pinned by a test that failed
+on the code before the fix. Numbers follow the review; docs/guarantees.md has a line for each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tank import registry as api
+from tank.auth.tokens import TokenCache
+from tank.errors import AuthError, TankError, TransportError
+from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
+from tank.testing.registry import LocalRegistry
+from tank.testing.seed import Seeded
+from tank.transport import Origin, is_loopback
+
+# -- 1. a 401 from a redirect target never gets the registry's credentials ---------------------
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic"])
+def test_a_401_from_a_redirect_target_gets_no_credentials_and_is_not_remembered(
+    scheme: str, registry: LocalRegistry, make_front: MakeFront, make_cdn: MakeCDN,
+    seeded: Seeded,
+) -> None:
+    cdn = make_cdn(registry, host="127.0.0.3")
+    realm = f"{cdn.url}/token"
+
+    def challenge(r: Recorded) -> Response | None:
+        if "/blobs/" in r.path:
+            value = f'Bearer realm="{realm}",service="evil"' if scheme == "Bearer" else (
+                'Basic realm="evil"'
+            )
+            return (401, {"WWW-Authenticate": value}, b"")
+        return None
+
+    cdn.respond = challenge
+    front = make_front(registry.url, host="127.0.0.2")
+    front.redirect_blobs = cdn.url
+    cache = TokenCache()
+    layer = seeded.latest.layers[0]
+    with pytest.raises(AuthError, match="redirect target") as info:
+        api.blob(
+            front.host, seeded.repo, layer.digest, credentials=("alice", "wonderland"),
+            token_cache=cache,
+        )
+    assert "wonderland" not in str(info.value)
+    assert not [r for r in cdn.requests if r.path.startswith("/token")]  # the realm: never asked
+    assert all("authorization" not in r.headers for r in cdn.requests)
+    assert cache.challenge(front.host) is None  # nothing learnt from the impostor
+
+
+def test_a_401_from_the_registry_itself_is_still_answered(
+    registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(registry.url)
+    layer = seeded.latest.layers[0]
+    calls: list[Recorded] = []
+
+    def once(r: Recorded) -> Response | None:
+        if "/blobs/" in r.path and not calls:
+            calls.append(r)
+            return (401, {"WWW-Authenticate": 'Basic realm="registry"'}, b"")
+        return None
+
+    front.respond = once
+    assert api.blob(front.host, seeded.repo, layer.digest, credentials=("u", "p")) == layer.data
+    basic = [r for r in front.requests if r.headers.get("authorization", "").startswith("Basic")]
+    assert basic  # the registry's own challenge got the credentials
+
+
+# -- 7. hostile URLs are tank's errors, never a bare ValueError --------------------------------
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[zz/blob", "http://127.0.0.1:99999/blob", "http://[::1/x"]
+)
+def test_a_malformed_redirect_location_is_a_clear_error(
+    location: str, registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(registry.url)
+    front.respond = lambda r: (302, {"Location": location}, b"") if "/blobs/" in r.path else None
+    with pytest.raises(TransportError, match="malformed") as info:
+        api.blob(front.host, seeded.repo, seeded.latest.layers[0].digest)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("realm", ["http://[zz/token", "http://127.0.0.1:70000/token", ""])
+def test_a_malformed_realm_is_a_clear_error(
+    realm: str, registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(registry.url)
+    header = f'Bearer realm="{realm}",service="x"'
+    front.respond = lambda r: (401, {"WWW-Authenticate": header}, b"")
+    with pytest.raises(AuthError, match="realm"):
+        api.manifest(front.host, seeded.repo, "latest")
+
+
+def test_origins_of_malformed_urls_are_tank_errors() -> None:
+    for url in ("http://[zz", "http://h:65536/x", "https://[::1:443/"):
+        with pytest.raises(TankError):
+            Origin.of(url)
+
+
+# -- 9. smaller findings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]", "[::1]:5000", "127.0.0.1", "localhost:80"])
+def test_every_spelling_of_loopback_is_loopback(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["::2", "[2001:db8::1]:5000", "10.0.0.1", "example.com"])
+def test_other_hosts_are_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
