@@ -12,7 +12,7 @@ import pytest
 
 from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (the fixture)
 from tank._pull import pull
-from tank.config import load
+from tank.config import Config, load
 from tank.errors import ConfigError, TLSError, TransportError
 from tank.retry import NO_RETRY
 from tank.testing.fronts import Proxy
@@ -92,18 +92,44 @@ def test_no_proxy_bypasses_https_too(
 # -- HTTP_PROXY: forwarding, and NO_PROXY ---------------------------------------------------------
 
 
+def _plain(
+    isolated: IsolatedEnv, registry: LocalRegistry, proxy: Proxy, name: str = "plain.test"
+) -> tuple[str, Config]:
+    """``name:port`` for ``registry``, a name only ``proxy`` resolves, allowed plain HTTP; both
+    proxy variables point at ``proxy`` (the TLS probe goes through the tunnel)."""
+    proxy.hosts[name] = registry.bind_host
+    isolated.setenv("HTTPS_PROXY", proxy.url)
+    isolated.setenv("HTTP_PROXY", proxy.url)
+    host = f"{name}:{registry.port}"
+    return host, load().with_options(insecure_registries=[host])
+
+
 def test_plain_http_is_forwarded_by_http_proxy(
     isolated: IsolatedEnv, registry: LocalRegistry, make_proxy: MakeProxy, seeded: Seeded,
     tmp_path: Path,
 ) -> None:
     proxy = make_proxy()
-    isolated.setenv("HTTP_PROXY", proxy.url)
-    image = pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path, jobs=1)
+    host, settings = _plain(isolated, registry, proxy)
+    image = pull(f"{host}/{seeded.repo}:latest", cache=tmp_path, jobs=1, config=settings)
     assert image.digest == seeded.latest.manifest_digest
     paths = [r.path for r in proxy.forwarded]
-    assert all(p.startswith(f"http://{registry.host}/v2/{seeded.repo}/") for p in paths)
+    assert all(p.startswith(f"http://{host}/v2/{seeded.repo}/") for p in paths)
     assert len(paths) == 1 + len(list(seeded.latest.blobs()))  # the manifest, then each blob
-    assert proxy.tunnels == []
+    assert [r.path for r in proxy.tunnels] == [host]  # only the TLS probe
+
+
+def test_loopback_is_never_proxied(
+    isolated: IsolatedEnv, registry: LocalRegistry, make_proxy: MakeProxy, seeded: Seeded,
+    tmp_path: Path,
+) -> None:
+    """As Go's HTTP client decides: what is meant for this machine never goes to a proxy."""
+    proxy = make_proxy()
+    isolated.setenv("HTTP_PROXY", proxy.url)
+    isolated.setenv("HTTPS_PROXY", proxy.url)
+    for host in (registry.host, f"localhost:{registry.port}"):
+        image = pull(f"{host}/{seeded.repo}:latest", cache=tmp_path / host)
+        assert image.digest == seeded.latest.manifest_digest
+    assert proxy.requests == []
 
 
 @pytest.mark.parametrize(
@@ -126,22 +152,40 @@ def test_no_proxy_for_another_host_or_port_still_proxies(
     tmp_path: Path,
 ) -> None:
     proxy = make_proxy()
-    isolated.setenv("http_proxy", proxy.url)
-    isolated.setenv("no_proxy", f"127.0.0.2,{registry.bind_host}:1,10.0.0.0/8")
-    pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path)
+    host, settings = _plain(isolated, registry, proxy)
+    isolated.setenv("no_proxy", "other.test,plain.test:1,10.0.0.0/8")
+    pull(f"{host}/{seeded.repo}:latest", cache=tmp_path, config=settings)
     assert proxy.forwarded
 
 
+@pytest.fixture(scope="module")
+def named_token_registry(
+    ca: LocalCA, token_registry: LocalRegistry
+) -> Iterator[tuple[LocalRegistry, TokenServer]]:
+    """A TLS token registry named ``tokens.test`` (the seeded storage) whose realm is
+    ``http://auth.test:…``: names only a proxy resolves, so both are reached through it."""
+    cert, key = ca.issue("tokens.test")
+    with (
+        TokenServer(realm_host="auth.test") as ts,
+        LocalRegistry(token=ts, tls=(cert, key), storage_dir=token_registry.storage_dir) as reg,
+    ):
+        yield reg, ts
+
+
 def test_the_token_endpoint_goes_through_the_proxy_too(
-    isolated: IsolatedEnv, token_registry: LocalRegistry, token_server: TokenServer,
+    isolated: IsolatedEnv, ca: LocalCA, named_token_registry: tuple[LocalRegistry, TokenServer],
     make_proxy: MakeProxy, seeded: Seeded, tmp_path: Path,
 ) -> None:
-    proxy = make_proxy()
+    registry, token_server = named_token_registry
+    proxy = make_proxy(hosts={"auth.test": "127.0.0.1", "tokens.test": "127.0.0.1"})
+    isolated.setenv("HTTPS_PROXY", proxy.url)
     isolated.setenv("HTTP_PROXY", proxy.url)
-    pull(f"{token_registry.host}/{seeded.repo}:latest", cache=tmp_path)
-    paths = [r.path for r in proxy.forwarded]
-    assert any(p.startswith(token_server.realm) for p in paths)
-    assert any(p.startswith(f"http://{token_registry.host}/v2/") for p in paths)
+    host = f"tokens.test:{registry.port}"
+    isolated.trust(host, ca.ca_file)
+    pull(f"{host}/{seeded.repo}:latest", cache=tmp_path)
+    assert [r.path for r in proxy.forwarded if r.path.startswith(token_server.realm)]
+    assert proxy.tunnels
+    assert all(r.path == host for r in proxy.tunnels)
     assert len(token_server.requests) == 1
 
 
@@ -153,14 +197,16 @@ def test_proxy_credentials_from_the_url(
     tmp_path: Path,
 ) -> None:
     proxy = make_proxy(auth=("proxyuser", "s3cret pw"))
+    host, settings = _plain(isolated, registry, proxy)
     isolated.setenv("HTTP_PROXY", f"http://proxyuser:s3cret%20pw@{proxy.host}")
-    pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path / "ok")
+    isolated.setenv("HTTPS_PROXY", f"http://proxyuser:s3cret%20pw@{proxy.host}")
+    pull(f"{host}/{seeded.repo}:latest", cache=tmp_path / "ok", config=settings)
     assert proxy.forwarded
     assert all("proxy-authorization" in r.headers for r in proxy.forwarded)
 
     isolated.setenv("HTTP_PROXY", f"http://proxyuser:wrongpass@{proxy.host}")
     with pytest.raises(TransportError, match="407") as info:
-        pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path / "bad")
+        pull(f"{host}/{seeded.repo}:latest", cache=tmp_path / "bad", config=settings)
     assert info.value.permanent
     assert "wrongpass" not in str(info.value)
 

@@ -9,10 +9,11 @@ import pytest
 from tank import registry as api
 from tank.auth.tokens import TokenCache
 from tank.errors import AuthError, TankError, TransportError
+from tank.retry import NO_RETRY
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
-from tank.transport import Origin, is_loopback
+from tank.transport import Origin, Transport, is_loopback
 
 # -- 1. a 401 from a redirect target never gets the registry's credentials ---------------------
 
@@ -66,6 +67,32 @@ def test_a_401_from_the_registry_itself_is_still_answered(
     assert api.blob(front.host, seeded.repo, layer.digest, credentials=("u", "p")) == layer.data
     basic = [r for r in front.requests if r.headers.get("authorization", "").startswith("Basic")]
     assert basic  # the registry's own challenge got the credentials
+
+
+# -- 6. secrets in a request body obey the rules of credential headers; loopback is never proxied
+
+
+def test_a_loopback_realm_gets_the_password_directly_never_through_a_proxy(
+    token_registry: LocalRegistry,
+) -> None:
+    """``tank login`` posts the password in the OAuth2 form: with a proxy set for another
+    machine, a loopback registry and realm are still reached directly (as Go's client does)."""
+    elsewhere = {"http": "http://proxy.invalid:3128", "https": "http://proxy.invalid:3128"}
+    transport = Transport(proxies=elsewhere, connect_timeout=2)
+    creds = api.check_login(token_registry.host, ("alice", "wonderland"), transport=transport,
+                            retry=NO_RETRY)
+    assert creds.username == "alice"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://auth.example/token", "https://other.example/token"]
+)
+def test_a_secret_body_is_refused_where_credential_headers_would_be(url: str) -> None:
+    transport = Transport(proxies={"http": "http://proxy.invalid:3128"}, connect_timeout=2)
+    allowed = Origin.of("https://auth.example/token")
+    with pytest.raises(TransportError, match="refusing to send credentials in a request body"):
+        transport.request("POST", url, body=b"password=hunter2", credentials_origin=allowed,
+                          secret_body=True)
 
 
 # -- 7. hostile URLs are tank's errors, never a bare ValueError --------------------------------

@@ -223,7 +223,8 @@ def _exchange(
     send = {"Accept": "application/json", **headers}
     try:
         response = transport.request(
-            method, url, headers=send, credentials_origin=Origin.of(realm), body=body
+            method, url, headers=send, credentials_origin=Origin.of(realm), body=body,
+            secret_body=body is not None,
         )
     except TransportError as exc:
         raise AuthError(

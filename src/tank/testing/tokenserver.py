@@ -111,8 +111,12 @@ class TokenServer(Closing):
         issuer: str = "tank-test-token-server",
         host: str = "127.0.0.1",
         expires_in: int = 300,
+        realm_host: str | None = None,
     ) -> None:
-        """Start serving at once; ``public=None`` lets anonymous users pull every repository."""
+        """Start serving at once; ``public=None`` lets anonymous users pull every repository.
+
+        ``realm_host`` names the realm's host in challenges instead of ``host`` (a name only a
+        test proxy resolves, say), while the server listens on ``host``."""
         self.users: dict[str, str] = dict(users or {})
         self.public: set[str] | None = None if public is None else set(public)
         self.service = service
@@ -131,7 +135,7 @@ class TokenServer(Closing):
         self._server = ThreadingHTTPServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
         port = self._server.server_address[1]
-        self.realm = f"http://{host}:{port}/token"
+        self.realm = f"http://{realm_host or host}:{port}/token"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             args=(0.05,),

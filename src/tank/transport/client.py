@@ -172,9 +172,14 @@ class Transport:
         return proxy.url if proxy is not None else None
 
     def _proxy(self, url: str) -> Proxy | None:
+        """The proxy for ``url``: none for a host ``NO_PROXY`` exempts, and none for this
+        machine's loopback (as Go's HTTP client decides: a proxy elsewhere would otherwise carry
+        what is meant for this machine alone, token forms with passwords included)."""
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme.lower())
         if proxy is None or (self._no_proxy and bypass_proxy(parts.netloc, self._no_proxy)):
+            return None
+        if is_loopback(parts.netloc):
             return None
         return proxy
 
@@ -283,13 +288,25 @@ class Transport:
         credentials_origin: Origin | None = None,
         preload: bool = False,
         body: bytes | None = None,
+        secret_body: bool = False,
     ) -> BaseHTTPResponse:
         """Send a request to an absolute URL, following redirects by the policy above.
 
         Credentials in ``headers`` are sent only while the URL's origin equals
         ``credentials_origin``. A request with a ``body`` (a token endpoint's OAuth2 form, which
-        may hold a password) is never redirected: a 3xx answer is returned as it is.
+        may hold a password) is never redirected: a 3xx answer is returned as it is. A
+        ``secret_body`` obeys the rule credential headers obey (only to ``credentials_origin``,
+        never in clear text off this machine, never through a proxy off this machine): a
+        request that would break it is refused before anything is sent.
         """
+        if secret_body and not self._may_send_credentials(url, credentials_origin):
+            via = self._proxy(url)
+            raise TransportError(
+                f"{strip_query(url)}: refusing to send credentials in a request body over plain "
+                "HTTP" + (f" through the proxy {via.url}" if via is not None else "")
+                + " (credentials go only over HTTPS, or to this machine)",
+                url=strip_query(url), permanent=True,
+            )
         send: dict[str, str] = {"User-Agent": USER_AGENT}
         send.update(headers or {})
         with_credentials = credentials_origin is not None
