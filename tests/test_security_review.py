@@ -4,6 +4,11 @@ on the code before the fix. Numbers follow the review; docs/guarantees.md has a 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import pytest
 
 from tank import registry as api
@@ -126,6 +131,58 @@ def test_origins_of_malformed_urls_are_tank_errors() -> None:
     for url in ("http://[zz", "http://h:65536/x", "https://[::1:443/"):
         with pytest.raises(TankError):
             Origin.of(url)
+
+
+class Trickle:
+    """A server on loopback that answers every request a byte every 0.2 s: its headers
+    (``mode="headers"``) or a manifest body (``mode="body"``), never slow enough for a read
+    timeout of 1 s, never finishing."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            if self.mode == "headers":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json"
+                    b"\r\nContent-Length: 100000\r\n\r\n{"
+                )
+            while not self.stop.wait(0.2):
+                conn.sendall(b"a" if self.mode == "headers" else b" ")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_a_trickling_server_meets_a_deadline_not_an_endless_wait(mode: str) -> None:
+    server = Trickle(mode)
+    try:
+        transport = Transport(read_timeout=1, proxies={})
+        started = time.monotonic()
+        with pytest.raises(TankError, match="too slow"):
+            api.manifest(server.host, "a/b", "latest", transport=transport, retry=NO_RETRY)
+        assert time.monotonic() - started < 10  # the deadline is 4 read timeouts
+    finally:
+        server.close()
 
 
 # -- 9. smaller findings -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tank import _json
 from tank.errors import AuthError, NotFound, RegistryError, RegistryErrorDetail
 from tank.retry import parse_retry_after
 from tank.transport import discard, release
+from tank.transport.deadline import read_small
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
@@ -24,7 +25,7 @@ MAX_ERROR_BODY: Final = 64 * 1024
 def read_capped(response: BaseHTTPResponse, cap: int) -> tuple[bytes, bool]:
     """Up to ``cap`` bytes of the body, and whether that was all of it (connection released)."""
     try:
-        data = response.read(cap + 1, decode_content=True)
+        data = read_small(response, cap + 1)
     except Exception:
         discard(response)
         return b"", False

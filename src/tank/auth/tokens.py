@@ -25,6 +25,7 @@ from urllib.parse import urlencode, urlsplit
 from tank.errors import AuthError, TransportError
 from tank.retry import parse_retry_after
 from tank.transport import Origin, Transport, discard, may_send_credentials, release
+from tank.transport.deadline import read_small
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -231,7 +232,7 @@ def _exchange(
             f"token endpoint {realm} unreachable: {exc}", registry=registry, repository=repository
         ) from exc
     try:
-        data = response.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
+        data = read_small(response, MAX_TOKEN_RESPONSE + 1)
     except Exception as exc:
         discard(response)
         # the cause is a TransportError, so tank.retry treats this like any broken connection

@@ -25,6 +25,7 @@ from tank.image import Index, Manifest, Where, parse_manifest
 from tank.image.manifest import MAX_MANIFEST_SIZE, check_document
 from tank.responses import raise_for_status
 from tank.transport import discard, release
+from tank.transport.deadline import read_small
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
@@ -121,7 +122,7 @@ def _read_manifest(response: BaseHTTPResponse, max_size: int, place: Where) -> b
             f"manifest of {declared} bytes is over the {max_size}-byte limit", **place.kwargs()
         )
     try:
-        raw = response.read(max_size + 1, decode_content=True)
+        raw = read_small(response, max_size + 1)
     except Exception as exc:
         discard(response)
         raise TransportError(

@@ -45,6 +45,13 @@ from urllib3.exceptions import SSLError as _Urllib3SSLError
 
 from tank._version import __version__
 from tank.errors import TLSError, TransportError
+from tank.transport.deadline import (
+    DEADLINE_FACTOR,
+    POOL_CLASSES,
+    header_deadline,
+    headers_timed_out,
+    set_body_deadline,
+)
 from tank.transport.origins import (
     Origin,
     is_loopback,
@@ -149,6 +156,8 @@ class Transport:
         waits = [read] + ([window] if self.speed_limit is not None else [])
         socket_read = min((w for w in waits if w > 0), default=None)
         self.timeout = urllib3.Timeout(connect=connect or None, read=socket_read)
+        #: the overall deadline for response headers and small bodies (tank.transport.deadline)
+        self.deadline = DEADLINE_FACTOR * read if read > 0 else None
         self._pool_size = pool_size
         raw = proxies_from_env() if proxies is None else dict(proxies)
         self._proxies = {s: Proxy.parse(raw[s]) for s in ("http", "https") if raw.get(s)}
@@ -232,6 +241,7 @@ class Transport:
                 proxy.url, num_pools=64, maxsize=self._pool_size, block=False, retries=False,
                 timeout=self.timeout, proxy_headers=dict(proxy.headers), **kw,
             )
+        made.pool_classes_by_scheme = POOL_CLASSES  # headers have a deadline
         with self._lock:
             return self._managers.setdefault(key, made)
 
@@ -362,38 +372,21 @@ class Transport:
         shown = strip_query(url)  # a signed URL's query is a secret: never in an error
         manager = self._manager(url)
         try:
-            response = manager.urlopen(
-                method,
-                url,
-                headers=dict(headers),
-                body=body,
-                redirect=False,
-                retries=False,
-                preload_content=preload,
-                decode_content=False,
-                timeout=self.timeout,
-            )
-        except _Urllib3SSLError as exc:
-            raise TLSError(f"{shown}: TLS failure: {_reason(exc)}{self._tls_hint(url, exc)}",
-                           url=shown) from exc
-        except ProxyError as exc:
-            proxy = self._proxy(url)
-            via = f" through the proxy {proxy.url}" if proxy is not None else ""
-            permanent = re.search(r"\b407\b", _reason(exc)) is not None
-            raise TransportError(
-                f"{shown}: cannot connect{via}: {_reason(exc)}", url=shown, permanent=permanent
-            ) from exc
-        except NewConnectionError as exc:
-            raise TransportError(f"{shown}: cannot connect: {_reason(exc)}", url=shown) from exc
-        except ConnectTimeoutError as exc:
-            raise TransportError(
-                f"{shown}: cannot connect: timed out after {self.connect_timeout:g} s (connect "
-                "timeout: TANK_CONNECT_TIMEOUT, or [timeouts] connect in the config)", url=shown,
-            ) from exc
-        except ReadTimeoutError as exc:
-            raise TransportError(f"{shown}: {self._read_timeout_text()}", url=shown) from exc
+            with header_deadline(self.deadline):
+                response = manager.urlopen(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    body=body,
+                    redirect=False,
+                    retries=False,
+                    preload_content=preload,
+                    decode_content=False,
+                    timeout=self.timeout,
+                )
         except (_Urllib3Error, OSError) as exc:
-            raise TransportError(f"{shown}: {_reason(exc)}", url=shown) from exc
+            raise self._error(exc, url, shown) from exc
+        set_body_deadline(response, self.deadline)
         if response.status == 407:
             release(response)
             proxy = self._proxy(url)
@@ -403,6 +396,36 @@ class Transport:
                 url=shown, permanent=True,
             )
         return response
+
+    def _error(self, exc: BaseException, url: str, shown: str) -> TransportError:
+        """The :class:`~tank.errors.TransportError` a failed request becomes."""
+        if headers_timed_out():
+            return TransportError(
+                f"{shown}: the headers were still arriving after {self.deadline:g} s: the "
+                "server is too slow (the deadline is a few read timeouts: TANK_READ_TIMEOUT)",
+                url=shown,
+            )
+        if isinstance(exc, _Urllib3SSLError):
+            return TLSError(
+                f"{shown}: TLS failure: {_reason(exc)}{self._tls_hint(url, exc)}", url=shown
+            )
+        if isinstance(exc, ProxyError):
+            proxy = self._proxy(url)
+            via = f" through the proxy {proxy.url}" if proxy is not None else ""
+            permanent = re.search(r"\b407\b", _reason(exc)) is not None
+            return TransportError(
+                f"{shown}: cannot connect{via}: {_reason(exc)}", url=shown, permanent=permanent
+            )
+        if isinstance(exc, NewConnectionError):
+            return TransportError(f"{shown}: cannot connect: {_reason(exc)}", url=shown)
+        if isinstance(exc, ConnectTimeoutError):
+            return TransportError(
+                f"{shown}: cannot connect: timed out after {self.connect_timeout:g} s (connect "
+                "timeout: TANK_CONNECT_TIMEOUT, or [timeouts] connect in the config)", url=shown,
+            )
+        if isinstance(exc, ReadTimeoutError):
+            return TransportError(f"{shown}: {self._read_timeout_text()}", url=shown)
+        return TransportError(f"{shown}: {_reason(exc)}", url=shown)
 
     def _read_timeout_text(self) -> str:
         """Why a read timed out, naming the setting that decided how long to wait."""
