@@ -5,17 +5,27 @@ on the code before the fix. Numbers follow the review; docs/guarantees.md has a 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
+import tank
+from tank import pull
 from tank import registry as api
+from tank.auth.credentials import CredentialStore
 from tank.auth.tokens import TokenCache
-from tank.errors import AuthError, TankError, TransportError
+from tank.errors import AuthError, RegistryError, TankError, TransportError
+from tank.mediatypes import OCI_INDEX, OCI_MANIFEST
+from tank.registry.taglist import next_link
 from tank.retry import NO_RETRY
+from tank.store import Store
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
+from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
 from tank.transport import Origin, Transport, is_loopback
@@ -185,6 +195,95 @@ def test_a_trickling_server_meets_a_deadline_not_an_endless_wait(mode: str) -> N
         server.close()
 
 
+@pytest.fixture(scope="module")
+def large_layer(registry: LocalRegistry) -> Image:
+    """An image with one 24 MB layer, pushed as library/large:v1."""
+    data = b"".join(random_bytes_stream(24_000_000, seed="review"))
+    image = make_image([make_layer({"big.bin": data}, compression="none")])
+    with Pusher(registry.url) as pusher:
+        pusher.push_image("library/large", "v1", image)
+    return image
+
+
+def test_an_index_naming_a_cached_layer_as_a_manifest_is_not_read_into_memory(
+    registry: LocalRegistry, make_front: MakeFront, large_layer: Image, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    pull(f"{registry.host}/library/large:v1", cache=cache)
+    layer = large_layer.layers[0]
+    index = {
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": layer.digest, "size": layer.size,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        }],
+    }
+    front = make_front(registry.url)
+    body = json.dumps(index).encode()
+    front.respond = lambda r: (
+        (200, {"Content-Type": OCI_INDEX}, body) if r.path.endswith("/manifests/evil") else None
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(TankError):
+            pull(f"{front.host}/library/large:evil", cache=cache, platform="linux/amd64")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, f"{peak} bytes held for a 4 KiB index"
+    assert Store(cache).has_blob(layer.digest)  # the cached layer is left alone
+
+
+def test_a_link_header_is_parsed_in_linear_time_and_capped() -> None:
+    started = time.monotonic()
+    assert next_link(["<" * 16_000]) is None
+    assert next_link([" ;" * 8_000]) is None
+    assert next_link(['<a>; title="' + "," * 15_000 + '", <b>; rel=next']) == "b"
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(RegistryError, match="Link header"):
+        next_link(["<" * 32_000])
+
+
+def test_a_tag_list_that_never_ends_is_capped(
+    registry: LocalRegistry, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tank.registry.repository.MAX_TAGS", 2)
+    with pytest.raises(RegistryError, match="past 2 tags"):
+        tank.list_tags(f"{registry.host}/{seeded.repo}")
+    assert tank.list_tags(f"{registry.host}/{seeded.repo}", limit=2)
+
+
+# -- 8. error messages: nothing from a server drives the terminal; no URL query is printed ----
+
+
+def test_control_characters_from_a_server_never_reach_a_message(
+    registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    hostile = "\x1b[2J\x1b]0;pwned\x07evil\r\nline\u202eabc".encode()
+    front = make_front(registry.url)
+    front.respond = lambda r: (500, {"Content-Type": "text/plain"}, hostile)
+    with pytest.raises(RegistryError) as info:
+        api.manifest(front.host, seeded.repo, "latest", retry=NO_RETRY)
+    text = str(info.value)
+    assert "evil" in text
+    assert not any(c in text for c in "\x1b\x07\r\n\u202e")
+    assert "\\x1b" in text  # shown, inert
+
+
+def test_a_signed_redirect_url_never_shows_its_query(
+    registry: LocalRegistry, make_front: MakeFront, seeded: Seeded
+) -> None:
+    front = make_front(registry.url)
+    signed = "http://127.0.0.1:1/bucket/blob?X-Amz-Credential=AKIA123&X-Amz-Signature=deadbeef"
+    front.respond = lambda r: (307, {"Location": signed}, b"") if "/blobs/" in r.path else None
+    with pytest.raises(TransportError) as info:
+        api.blob(front.host, seeded.repo, seeded.latest.layers[0].digest, retry=NO_RETRY)
+    assert "/bucket/blob" in str(info.value)
+    assert "X-Amz" not in str(info.value)
+    assert "deadbeef" not in str(info.value)
+    assert "X-Amz" not in (info.value.url or "")
+
+
 # -- 9. smaller findings -----------------------------------------------------------------------
 
 
@@ -196,3 +295,27 @@ def test_every_spelling_of_loopback_is_loopback(host: str) -> None:
 @pytest.mark.parametrize("host", ["::2", "[2001:db8::1]:5000", "10.0.0.1", "example.com"])
 def test_other_hosts_are_not_loopback(host: str) -> None:
     assert not is_loopback(host)
+
+
+@pytest.mark.parametrize("name", ["sub/evil", "../evil", "/tmp/evil"])
+def test_a_credential_helper_named_by_a_path_is_refused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "ran"
+    work = tmp_path / "cwd"
+    evil = work / f"docker-credential-{name}" if not name.startswith("/") else Path(
+        f"docker-credential-{name}"
+    )
+    if not name.startswith("/"):
+        evil.parent.mkdir(parents=True, exist_ok=True)
+        evil.write_text(f"#!/bin/sh\ntouch {marker}\necho '{{}}'\n")
+        evil.chmod(0o755)
+    work.mkdir(exist_ok=True)
+    monkeypatch.chdir(work)
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / "config.json").write_text(json.dumps({"credHelpers": {"r.example": name}}))
+    store = CredentialStore({"DOCKER_CONFIG": str(docker), "PATH": "/usr/bin:/bin"})
+    with pytest.raises(AuthError, match="not a helper name"):
+        store.lookup("r.example")
+    assert not marker.exists()

@@ -33,7 +33,7 @@ from tank.config import Config, Endpoint
 from tank.config import load as load_config
 from tank.digest import Digest
 from tank.errors import InvalidManifest, InvalidReference
-from tank.image import Descriptor, ImageConfig, Index, Manifest
+from tank.image import MAX_CONFIG_SIZE, Descriptor, ImageConfig, Index, Manifest
 from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
@@ -240,7 +240,7 @@ def _read_config(
     store: Store, image: Manifest, fetcher: Fetcher
 ) -> tuple[dict[str, Any], ImageConfig | None]:
     """The config as JSON, and parsed strictly when it is an image config (not an artifact's)."""
-    raw = store.read_blob(image.config.digest)
+    raw = store.read_blob(image.config.digest, max_size=MAX_CONFIG_SIZE)
     try:
         doc = _json.loads(raw)
     except ValueError as exc:

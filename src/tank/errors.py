@@ -38,6 +38,7 @@ messages when it sent an OCI error body (``{"errors": [{"code": …, "message": 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,23 @@ class RegistryErrorDetail:
         return f"{self.code}: {self.message}" if self.message else self.code
 
 
+#: what never reaches a terminal from a message: C0 and C1 controls (escape sequences, bells,
+#: carriage returns, line breaks) and the bidirectional overrides that reorder displayed text
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` as one line safe to print: every control character (an ANSI escape sequence,
+    a line break, a bidi override) shown as an escape such as ``\\x1b`` instead of acting."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 class TankError(Exception):
     """The base of every error tank raises on purpose.
+
+    Its message is always one printable line: whatever a server put in it (an error body, a
+    realm, a header) has its control characters escaped (:func:`printable`), so nothing a
+    registry sends can drive the terminal an error is printed to.
 
     :ivar retried: ``(attempts, seconds)`` when the error is the last of several tries that
         :mod:`tank.retry` gave up on; the message then ends with
@@ -64,12 +80,15 @@ class TankError(Exception):
 
     retried: tuple[int, float] | None = None
 
+    def _message(self) -> str:
+        return super().__str__()
+
     def __str__(self) -> str:
-        text = super().__str__()
+        text = self._message()
         if self.retried is not None:
             attempts, seconds = self.retried
             text += f" (gave up after {attempts} attempts over {seconds:.1f} s)"
-        return text
+        return printable(text)
 
 
 class InvalidReference(TankError, ValueError):
@@ -278,7 +297,7 @@ class CacheMiss(TankError, LookupError):
         super().__init__(message)
         self.digest = digest
 
-    def __str__(self) -> str:
+    def _message(self) -> str:
         # the message itself, not LookupError's repr-style quoting
         return str(self.args[0])
 

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -181,9 +182,19 @@ def _helper_error(name: str, action: str, registry: str, detail: str) -> AuthErr
     )
 
 
+#: what a credential helper's name may be (``docker-credential-NAME`` is looked up on PATH)
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _run_helper(
     name: str, action: str, payload: str, *, registry: str, env: Mapping[str, str]
 ) -> subprocess.CompletedProcess[bytes]:
+    if not _HELPER_NAME.fullmatch(name):
+        # docker-credential-../x would resolve against the working directory, not PATH
+        raise _helper_error(
+            name[:100], action, registry,
+            "is not a helper name (letters, digits, '.', '_' and '-' only; a path is refused)",
+        )
     exe = shutil.which(f"docker-credential-{name}", path=env.get("PATH", os.defpath))
     if exe is None:
         raise _helper_error(

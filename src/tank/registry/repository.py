@@ -30,7 +30,7 @@ from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into, open_stream
 from tank.registry.manifests import ManifestHead, ManifestInfo, get_manifest, head_manifest
 from tank.registry.names import manifest_reference
-from tank.registry.taglist import MAX_TAG_PAGES, get_tag_page, same_origin_path
+from tank.registry.taglist import MAX_TAG_PAGES, MAX_TAGS, get_tag_page, same_origin_path
 from tank.retry import RetryPolicy, call
 
 if TYPE_CHECKING:
@@ -304,6 +304,12 @@ class Repository:
             if limit is not None and len(out) >= limit:
                 pages.close()
                 return out[:limit]
+            if len(out) > MAX_TAGS:
+                pages.close()
+                raise RegistryError(
+                    f"the tag list goes on past {MAX_TAGS} tags (ask for fewer with limit=, or "
+                    "iterate tag_pages())", **Where(self.registry, self.name, "").kwargs(),
+                )
         return out
 
 

@@ -8,7 +8,6 @@ grammar.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -25,18 +24,62 @@ if TYPE_CHECKING:
 MAX_TAG_PAGE: Final = 16 * 1024 * 1024
 #: pages followed at most, so a registry whose ``Link`` never ends cannot hold tank forever
 MAX_TAG_PAGES: Final = 100_000
+#: tags gathered at most into one list (memory); iterate the pages to go through more
+MAX_TAGS: Final = 1_000_000
 
-_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
-_LINK_REL = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
+#: a ``Link`` header value longer than this is refused (real ones are one URL)
+MAX_LINK_HEADER: Final = 16 * 1024
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside double quotes and ``<…>``; one linear pass."""
+    parts: list[str] = []
+    start, quoted, angled, i = 0, False, False, 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "<":
+            angled = True
+        elif c == ">":
+            angled = False
+        elif c == sep and not angled:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _rels(params: list[str]) -> list[str]:
+    """The relation types named by a link's ``rel`` parameter(s)."""
+    out: list[str] = []
+    for param in params:
+        name, eq, value = param.partition("=")
+        if eq and name.strip().lower() == "rel":
+            out += value.strip().strip('"').lower().split()
+    return out
 
 
 def next_link(values: list[str]) -> str | None:
-    """The target of the ``rel="next"`` link among ``Link`` header values (RFC 8288)."""
+    """The target of the ``rel="next"`` link among ``Link`` header values (RFC 8288), parsed
+    in linear time; a value over :data:`MAX_LINK_HEADER` characters is refused."""
     for value in values:
-        for match in _LINK.finditer(value):
-            for rel in _LINK_REL.finditer(match.group(2)):
-                if "next" in (rel.group(1) or rel.group(2) or "").lower().split():
-                    return match.group(1).strip()
+        if len(value) > MAX_LINK_HEADER:
+            raise RegistryError(
+                f"a Link header of {len(value)} characters (tank reads at most {MAX_LINK_HEADER})"
+            )
+        for link in _split_top(value, ","):
+            target, _, rest = link.strip().partition(">")
+            if not target.startswith("<"):
+                continue
+            if "next" in _rels(_split_top(rest, ";")[1:]):
+                return target[1:].strip()
     return None
 
 
@@ -99,4 +142,12 @@ def get_tag_page(auth: Authenticator, path: str) -> tuple[list[str], str | None]
     return found, next_link(response.headers.getlist("Link"))
 
 
-__all__ = ["MAX_TAG_PAGE", "MAX_TAG_PAGES", "get_tag_page", "next_link", "same_origin_path"]
+__all__ = [
+    "MAX_LINK_HEADER",
+    "MAX_TAGS",
+    "MAX_TAG_PAGE",
+    "MAX_TAG_PAGES",
+    "get_tag_page",
+    "next_link",
+    "same_origin_path",
+]
