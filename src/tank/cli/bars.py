@@ -4,16 +4,16 @@ Invariants (the display a person sees):
 
 - The live area at the bottom holds one row per blob in flight, then one overall row: blobs
   done of those planned, bytes done of those planned (cached ones count as done), the download
-  speed over the last few seconds, and the time left at that speed.
-- A blob that finishes (or is found cached) leaves the live area and is printed above it as one
-  line, in one step under rich's console lock; so no screen shows a blob twice, nor a finished
-  blob as unfinished.
+  speed over the last few seconds (once all is done: the average), and the time left.
+- A blob that finishes (or is found cached) leaves the live area (which is redrawn at once),
+  then is printed above it as one line; so no screen shows a blob twice, nor a finished blob as
+  unfinished.
 - On success the live area ends as the overall row alone; on failure it is erased.
 - Every redraw first erases the rows the previous frame occupies at the terminal's width *now*
   (:class:`ReflowLiveRender`): after a terminal got narrower, its old lines were re-wrapped onto
   more rows, and erasing one row per line drawn would leave stale copies behind.
-- :meth:`Bars.handle` does constant work under one lock (for ``bytes``: a dict lookup and
-  three additions); the drawing happens on rich's refresh thread.
+- :meth:`Bars.handle` does constant work under one lock (for ``bytes``: two dict operations
+  and two additions); rich's tasks get the numbers on rich's refresh thread, before a frame.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -65,7 +65,15 @@ class Totals:
         self.done: set[str] = set()
         self.downloaded = 0
         self.cached = 0
+        self.first: float | None = None  # when the first download started
+        self.last: float | None = None  # when the last one finished
         self._samples: deque[tuple[float, int]] = deque()
+
+    def average(self) -> float | None:
+        """Bytes downloaded per second from the first download's start to the last one's end."""
+        if self.first is None or self.last is None or self.last <= self.first:
+            return None
+        return self.downloaded / (self.last - self.first)
 
     def speed(self) -> float | None:
         """Bytes downloaded per second over the last :data:`SPEED_WINDOW` seconds, sampled at
@@ -119,7 +127,7 @@ class EtaColumn(ProgressColumn):
 
 def _speed(task: Task, totals: Totals) -> float | None:
     if task.fields.get("overall"):
-        return totals.speed()
+        return totals.average() if task.finished else totals.speed()
     return task.finished_speed or task.speed
 
 
@@ -177,37 +185,45 @@ class ReflowLiveRender(LiveRender):
 
 
 class _Progress(Progress):
-    """rich's Progress, drawn as the display wants: the overall row last, at most
-    :data:`MAX_WIDTH` columns wide, and on a narrow terminal fewer columns rather than cells
-    wrapped onto a second row (under 72 columns no speed and ETA; under 48 no bar either)."""
+    """rich's Progress, drawn as the display wants: the numbers taken from :class:`Bars` just
+    before each frame, the overall row last, at most :data:`MAX_WIDTH` columns wide, and on a
+    narrow terminal fewer columns rather than cells wrapped onto a second row (under 72 columns
+    no speed and ETA; under 48 no bar either)."""
 
     def __init__(self, *columns: ProgressColumn, console: Console, **kwargs: Any) -> None:
         self._out = console  # rich renders once before it sets self.live
+        self.before_frame: Callable[[], None] | None = None
         super().__init__(*columns, console=console, **kwargs)
 
     def get_renderables(self) -> Iterable[RenderableType]:
         """One table: a row per blob in flight, then the overall row."""
-        tasks = self.tasks
-        rows = [t for t in tasks if not t.fields.get("overall")]
-        rows += [t for t in tasks if t.fields.get("overall")]
-        width = min(self._out.width, MAX_WIDTH)
-        description, bar, percent, size, speed, eta = self.columns
-        shown = [description, bar, percent, size, speed, eta]
-        if width < 72:
-            shown = [description, bar, percent, size] if width >= 48 else [description, percent]
-        table = Table.grid(
-            *(cast("ProgressColumn", c).get_table_column().copy() for c in shown),
-            padding=(0, 1), expand=True,
-        )
-        table.width = width
-        for task in rows:
-            if task.visible:
+        with self._lock:  # no task comes or goes while the frame is made
+            if self.before_frame is not None:
+                self.before_frame()
+            tasks = list(self._tasks.values())
+            rows = [t for t in tasks if not t.fields.get("overall")]
+            rows += [t for t in tasks if t.fields.get("overall")]
+            width = min(self._out.width, MAX_WIDTH)
+            shown = list(self.columns)
+            if width < 72:
+                shown = shown[:4] if width >= 48 else [shown[0], shown[2]]
+            table = Table.grid(
+                *(cast("ProgressColumn", c).get_table_column().copy() for c in shown),
+                padding=(0, 1), expand=True,
+            )
+            table.width = width
+            for task in rows:
                 table.add_row(*(cast("ProgressColumn", c)(task) for c in shown))
         yield table
 
 
 class Bars:
     """The live display of one pull: rows for the blobs in flight, then the overall row.
+
+    The events only count (under :attr:`lock`); rich's tasks get the counts when a frame is
+    drawn (:meth:`_sync`, on rich's refresh thread), so a ``bytes`` event costs a lock, two dict
+    operations and two additions. Only a blob that starts or ends touches rich from the event's
+    thread.
 
     :param cache_dir: the pull's cache, where each image manifest is read (when the pull
         announces it) for the blobs and bytes to come.
@@ -235,7 +251,7 @@ class Bars:
         self.got: dict[str, int] = {}  # their bytes so far
         self.lock = threading.Lock()
         self.closed = False
-        self._update_overall()
+        self.progress.before_frame = self._sync
 
     def start(self) -> None:
         """Start drawing (rich's refresh thread)."""
@@ -247,12 +263,9 @@ class Bars:
             if self.closed:
                 return
             if event.kind == "bytes":
-                task = self.tasks.get(event.digest)
-                if task is not None:
+                if event.digest in self.got:
                     self.got[event.digest] += event.amount
                     self.totals.downloaded += event.amount
-                    self.progress.advance(task, event.amount)
-                    self.progress.advance(self.overall, event.amount)
             elif event.kind == "started":
                 self._started(event)
             elif event.kind in ("finished", "cached"):
@@ -262,6 +275,19 @@ class Bars:
             elif event.kind == "manifest" and event.what == "image":
                 self._plan(event.digest)
 
+    def _sync(self) -> None:
+        """Give rich's tasks the counts (called under rich's progress lock, before a frame)."""
+        got = dict(self.got)  # one C-level copy: no event thread changes it midway
+        for digest, task in dict(self.tasks).items():
+            if digest in got:
+                self.progress.update(task, completed=got[digest])
+        totals = self.totals
+        self.progress.update(
+            self.overall, total=sum(totals.planned.values()) or None,
+            completed=totals.downloaded + totals.cached,
+            description=f"total {len(totals.done)}/{len(totals.planned)} blobs",
+        )
+
     def _started(self, event: ProgressEvent) -> None:
         digest = event.digest
         if digest in self.tasks or digest in self.totals.done:
@@ -270,9 +296,9 @@ class Bars:
             f"{event.what} {_short(digest)}", total=event.size
         )
         self.got[digest] = 0
-        if digest not in self.totals.planned:
-            self.totals.planned[digest] = event.size or 0
-            self._update_overall()
+        if self.totals.first is None:
+            self.totals.first = time.monotonic()
+        self.totals.planned.setdefault(digest, event.size or 0)
 
     def _finished(self, event: ProgressEvent) -> None:
         digest, size = event.digest, event.size or 0
@@ -284,13 +310,15 @@ class Bars:
             self.progress.remove_task(task)
         if event.kind == "finished":
             self.totals.downloaded += size - got
+            self.totals.last = time.monotonic()
         else:
             self.totals.cached += size - got
         self.totals.done.add(digest)
         self.totals.planned.setdefault(digest, size)
-        self._update_overall()
         state = "downloaded" if event.kind == "finished" else "cached"
-        # printed above the live area, which is redrawn (without this blob) in the same write
+        # Redraw the live area without the blob first: printing above it redraws the frame of
+        # the last refresh, which may still hold the blob's bar.
+        self.progress.refresh()
         self.console.print(
             f"{event.what + ' ' + _short(digest):<19} {human_bytes(size):>9}  {state}",
             highlight=False, markup=False, soft_wrap=True,
@@ -303,28 +331,18 @@ class Bars:
         self.totals.downloaded -= self.got[event.digest]
         self.got[event.digest] = 0
         self.progress.reset(task, total=event.size)
-        self._update_overall()
 
     def _plan(self, digest: str) -> None:
         """Add the config and layers of the image manifest ``digest`` to the plan."""
         try:
             from tank.store import Store
 
-            doc = json.loads(Store(self.cache_dir).read_blob(digest))
+            doc = json.loads(Store(self.cache_dir).read_blob(digest, max_size=1 << 22))
             for d in [doc.get("config"), *(doc.get("layers") or [])]:
                 if isinstance(d, dict) and isinstance(d.get("size"), int):
                     self.totals.planned.setdefault(str(d.get("digest")), d["size"])
         except Exception:  # a nicety: without it the totals grow as the blobs start
             return
-        self._update_overall()
-
-    def _update_overall(self) -> None:
-        totals = self.totals
-        self.progress.update(
-            self.overall, total=sum(totals.planned.values()) or None,
-            completed=totals.downloaded + totals.cached,
-            description=f"total {len(totals.done)}/{len(totals.planned)} blobs",
-        )
 
     def close(self, *, failed: bool) -> None:
         """Stop drawing; erase the live area when ``failed``. Later events are ignored."""
@@ -335,6 +353,7 @@ class Bars:
             for task in self.tasks.values():
                 self.progress.remove_task(task)
             self.tasks.clear()
+            self.got.clear()
             if failed:
                 self.progress.live.transient = True
         self.progress.stop()
