@@ -8,17 +8,10 @@ Invariants:
 - ``-q``: nothing at all.
 - stderr not a terminal: one plain line per manifest (``WHAT DIGEST``) and per blob once it is
   in the cache (``WHAT DIGEST SIZE downloaded|cached``), never a control character.
-- stderr a terminal (rich is imported only then): a live area at the bottom holding one line
-  per blob in flight and, last, one overall line (blobs done of those planned, bytes, speed,
-  ETA). A blob that finishes leaves the live area in the same step and is printed above it,
-  once, as one line; so a screen never shows a blob twice, nor a finished one as unfinished.
-  On success the live area ends as the overall line alone; on failure it is erased (the error
-  follows the finished lines). Every redraw measures the terminal, and first erases the rows the
-  previous frame takes *now*: a terminal that got narrower re-wraps the old lines onto more
-  rows (:class:`_ReflowLiveRender`).
-- The callback does constant work per event under one lock (a dict lookup and two counter
-  updates for ``bytes``); drawing happens on rich's refresh thread, 10 times a second
-  (:mod:`tank.cli.bars`).
+- stderr a terminal: live rows, one per blob in flight, then an overall row (blobs, bytes,
+  speed, ETA); a finished blob becomes one line above them (:mod:`tank.cli.bars`; rich is
+  imported only then).
+- Events may come from any thread; the callback does constant work per event.
 """
 
 from __future__ import annotations
