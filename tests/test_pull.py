@@ -310,7 +310,7 @@ def test_progress_bars_on_a_terminal_only(
     os.close(leader)
     assert proc.returncode == 0
     text = seen.decode("utf-8", "replace")
-    # tqdm draws bars: percentages, a bar and carriage returns
+    # the live display draws bars: percentages, a bar and carriage returns
     assert "100%" in text
     assert "\r" in text
     assert "layer " in text

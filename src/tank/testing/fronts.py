@@ -15,6 +15,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,16 @@ class Recorded:
     path: str
     headers: dict[str, str]
     connection_id: int
+
+
+def _paced(chunk: bytes, rate: float | None) -> Iterator[bytes]:
+    """``chunk`` whole, or with a rate cap in slices small enough (~1/50 s each) to pace."""
+    if rate is None:
+        yield chunk
+        return
+    step = max(4096, int(rate / 50))
+    for start in range(0, len(chunk), step):
+        yield chunk[start : start + step]
 
 
 class BlobStorage(Protocol):
@@ -169,21 +180,30 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body:
             self.wfile.write(body)
 
-    def send_stream(self, chunks: Iterable[bytes], length: int | None, flip: bool) -> None:
-        """Write body chunks (re-chunked when ``length`` is None), flipping one byte if asked."""
+    def send_stream(
+        self, chunks: Iterable[bytes], length: int | None, flip: bool, rate: float | None = None
+    ) -> None:
+        """Write body chunks (re-chunked when ``length`` is None), flipping one byte if asked;
+        with ``rate``, no faster than that many bytes per second."""
         flip_at = (length // 2 if length else 0) if flip else -1
         offset = 0
+        started = time.monotonic()
         for chunk in chunks:
             if not chunk:
                 continue
             if 0 <= flip_at - offset < len(chunk):
                 i = flip_at - offset
                 chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
-            offset += len(chunk)
-            if length is None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                self.wfile.write(chunk)
+            for part in _paced(chunk, rate):
+                if rate is not None:
+                    ahead = started + offset / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                offset += len(part)
+                if length is None:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                else:
+                    self.wfile.write(part)
         if length is None:
             self.wfile.write(b"0\r\n\r\n")
 
@@ -396,18 +416,21 @@ class _FrontHandler(_Handler):
             return
         corrupt = front.corrupt
         flip = bool(corrupt is not None and corrupt(rec))
+        rate = front.rate
         if length_header is not None and not chunked:
             self.end_headers()
-            self.send_stream(resp.stream(_CHUNK, decode_content=False), int(length_header), flip)
+            self.send_stream(
+                resp.stream(_CHUNK, decode_content=False), int(length_header), flip, rate
+            )
         elif chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.send_stream(resp.stream(_CHUNK, decode_content=False), None, flip)
+            self.send_stream(resp.stream(_CHUNK, decode_content=False), None, flip, rate)
         else:  # read-until-close body: buffer it and give it a length
             data = resp.read(decode_content=False)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.send_stream([data], len(data), flip)
+            self.send_stream([data], len(data), flip, rate)
 
     do_GET = _handle
     do_HEAD = _handle
@@ -423,7 +446,9 @@ class Front(_RecordingServer):
 
     Hooks (settable attributes): ``strip_headers`` (response headers to drop), ``corrupt``
     (flip one body byte when it returns True), ``redirect_blobs`` (a CDN base URL: blob GETs
-    that the backend would serve are answered 307 to it), ``respond`` (a full override).
+    that the backend would serve are answered 307 to it), ``respond`` (a full override),
+    ``rate`` (a cap in bytes per second on each response body, so on each connection, as a slow
+    link would give; ``None``: as fast as loopback goes).
     """
 
     def __init__(
@@ -440,6 +465,7 @@ class Front(_RecordingServer):
         self.corrupt: Callable[[Recorded], bool] | None = None
         self.redirect_blobs: str | None = None
         self.respond: Callable[[Recorded], Response | None] | None = None
+        self.rate: float | None = None
         kw: dict[str, Any] = {}
         if backend_ca is not None:
             kw["ca_certs"] = str(backend_ca)
