@@ -23,7 +23,7 @@ import pytest
 
 import tank
 import tank.errors
-from tank.cli import exit_code
+from tank.cli.errors import exit_code
 from test_layering import LAYERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,7 @@ def test_the_error_table_has_a_row_for_each_class() -> None:
 
 
 def test_the_exit_code_table_is_the_one_tank_help_prints() -> None:
-    from tank.cli import EXIT_CODES_HELP
+    from tank.cli.errors import EXIT_CODES_HELP
 
     table = re.findall(r"^\| (\d+) \|", section(page("commands.md"), "Exit codes"), re.M)
     helped = re.findall(r"^\s+(\d+)\s", EXIT_CODES_HELP, re.M)
