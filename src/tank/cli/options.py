@@ -25,6 +25,7 @@ import click
 if TYPE_CHECKING:
     from tank.auth.credentials import CredentialStore
     from tank.config import Config
+    from tank.registry import Repository
     from tank.retry import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -168,6 +169,18 @@ def retry_policy(retries: int) -> RetryPolicy:
     from tank.retry import DEFAULT_RETRY
 
     return dataclasses.replace(DEFAULT_RETRY, attempts=retries + 1)
+
+
+def session(settings: Config, retries: int, registry: str, repository: str) -> Repository:
+    """A :class:`~tank.Repository` session for a command: the machine's credentials, the
+    configuration's trust and timeouts, ``--retries``."""
+    from tank.registry import Client
+
+    client = Client(
+        registry, credentials=credential_store(), transport=settings.transport(),
+        retry=retry_policy(retries), config=settings,
+    )
+    return client.repository(repository)
 
 
 def remote(settings: Config, retries: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tank.cli.options import (
     platform_option,
     remote,
     retries_option,
+    session,
 )
 from tank.cli.output import clean, human_bytes, print_json, short_type, table, write_bytes
 
@@ -74,7 +75,7 @@ def inspect(
     if sum((raw, show_config, as_json)) > 1:
         raise click.UsageError("choose one of --raw, --config and --json")
     if raw:
-        write_bytes(raw_manifest(reference, platform, remote(settings, retries)))
+        write_bytes(raw_manifest(reference, platform, settings, retries))
         return
     from tank._inspect import inspect as do_inspect
     from tank.platform import host_platform
@@ -92,42 +93,31 @@ def inspect(
         print_inspection(info)
 
 
-def raw_manifest(reference: str, platform: str | None, keywords: dict[str, Any]) -> bytes:
+def raw_manifest(reference: str, platform: str | None, settings: Config, retries: int) -> bytes:
     """The manifest of ``reference`` exactly as served; from an index and with ``platform``,
     that platform's manifest (fetched by the digest the index names). Nothing else is fetched:
-    a manifest whose config or layers are unreachable still prints.
-
-    :param keywords: ``transport``, ``retry`` and ``credentials`` (:func:`remote`).
-    """
-    from tank.auth import TokenCache
-    from tank.digest import Digest
-    from tank.errors import InvalidDigest, InvalidManifest
-    from tank.platform import Platform, select
+    a manifest whose config or layers are unreachable still prints."""
+    from tank.errors import InvalidManifest
+    from tank.image import Index, Where, parse_manifest
+    from tank.platform import Platform
     from tank.reference import parse as parse_reference
-    from tank.registry import manifest
 
     ref = parse_reference(reference)
-    want = Platform.parse(platform) if platform is not None else None
-    place: dict[str, Any] = {"registry": ref.registry, "repository": ref.repository,
-                             "reference": ref.fetch_reference}
-    tokens = TokenCache()
-    info, token = manifest(ref.registry, ref.repository, ref.fetch_reference,
-                           token_cache=tokens, **keywords)
+    repo = session(settings, retries, ref.registry, ref.repository)
+    info = repo.manifest(ref.fetch_reference)
     is_index = info.is_index or (info.media_type is None and "manifests" in info.json)
-    if want is None or not is_index:
+    if platform is None or not is_index:
         return info.raw
-    entry = select(info.json, want, **place)
-    digest, size = entry.get("digest"), entry.get("size")
-    try:
-        child_digest = Digest.parse(digest if isinstance(digest, str) else "")
-    except InvalidDigest as exc:
-        raise InvalidManifest(f"the index entry for {want}: {exc}", **place) from None
-    child, _ = manifest(ref.registry, ref.repository, str(child_digest), token,
-                        token_cache=tokens, **keywords)
-    if type(size) is int and size != len(child.raw):
+    place = Where(ref.registry, ref.repository, ref.fetch_reference)
+    index = parse_manifest(info.raw, info.media_type, digest=info.digest, place=place)
+    if not isinstance(index, Index):
+        return info.raw
+    entry = index.select(Platform.parse(platform), place=place)
+    child = repo.manifest(entry.digest)
+    if len(child.raw) != entry.size:
         raise InvalidManifest(
-            f"the index says manifest {child_digest} has {size} bytes, it has {len(child.raw)}",
-            **place,
+            f"the index says manifest {entry.digest} has {entry.size} bytes, it has "
+            f"{len(child.raw)}", **place.kwargs(),
         )
     return child.raw
 
@@ -257,61 +247,40 @@ def blob(
     from tank.digest import Digest
     from tank.errors import StorageError
     from tank.reference import parse as parse_reference
-    from tank.registry import download_blob
 
     ref = parse_reference(reference)
     want = Digest.parse(blob_digest)
-    keywords = remote(settings, retries)
+    repo = session(settings, retries, ref.registry, ref.repository)
     if output is None or output == "-":
-        stream_blob(ref.registry, ref.repository, want, keywords)
+        out = sys.stdout.buffer
+        repo.fetch_blob(want, StdoutSink(out))
+        out.flush()
         return
     try:
-        download_blob(ref.registry, ref.repository, want, None, output, **keywords)
+        repo.download_blob(want, output)
     except OSError as exc:  # -o into a directory that is missing or not writable
         raise StorageError(f"cannot write {output}: {exc.strerror or exc}", path=output,
                            errno=exc.errno) from exc
 
 
-def stream_blob(registry: str, repo: str, digest: Any, keywords: dict[str, Any]) -> None:
-    """Copy a blob to stdout, resuming with Range when it breaks off; verified at the end."""
-    import time
+class StdoutSink:
+    """A :class:`~tank.registry.BlobSink` over stdout, which cannot take bytes back: when the
+    registry sends the blob again from its start, what stdout already has is skipped (and still
+    hashed, so the whole blob is verified at the end)."""
 
-    from tank.errors import TankError
-    from tank.registry import open_blob
-    from tank.retry import is_retryable
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.written = 0  # bytes of the blob seen in this pass, from its start
+        self.emitted = 0  # bytes on stdout
 
-    policy = keywords["retry"]
-    out = sys.stdout.buffer
-    written = 0
-    hasher = None
-    attempt = 1
-    started = time.monotonic()
-    while True:
-        stream = None
-        try:
-            offset = written if hasher is not None else 0
-            with open_blob(
-                registry, repo, digest, None, offset=offset, hasher=hasher, **keywords
-            ) as stream:
-                skip = written - stream.offset  # bytes already written that come again
-                for chunk in stream:
-                    if skip:
-                        cut = min(skip, len(chunk))
-                        chunk, skip = chunk[cut:], skip - cut
-                    if chunk:
-                        out.write(chunk)
-                        written += len(chunk)
-            out.flush()
-            return
-        except TankError as exc:
-            if not is_retryable(exc) or attempt >= policy.attempts:
-                if attempt > 1:
-                    exc.retried = (attempt, time.monotonic() - started)
-                raise
-            delay = policy.delay(attempt, exc)
-            attempt += 1
-            if stream is not None and stream.hasher.size == written:
-                hasher = stream.hasher.copy()  # resume from the last byte written
-            else:
-                hasher = None  # start over, skipping what stdout already has
-            time.sleep(delay)
+    def write(self, data: bytes) -> None:
+        """Write what stdout does not have yet."""
+        skip = max(0, self.emitted - self.written)
+        self.written += len(data)
+        if skip < len(data):
+            self.out.write(data[skip:])
+            self.emitted += len(data) - skip
+
+    def restart(self) -> None:
+        """Start a pass from the blob's first byte (stdout keeps what it has)."""
+        self.written = 0
