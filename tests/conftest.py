@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from support.referees import write_policy
-from tank.testing.fronts import CDN, BlobStorage, Front, MakeCDN, MakeFront
+from tank.testing.fronts import CDN, Front, MakeCDN, MakeFront
+from tank.testing.http import BlobStorage
 from tank.testing.images import Pusher
 from tank.testing.registry import REGISTRY_BINARY, LocalRegistry
 from tank.testing.seed import Seeded, build_seed, seed_registry

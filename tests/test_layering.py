@@ -212,3 +212,23 @@ def test_the_checker_sees_every_kind_of_import(
     path.write_text(source)
     known = _modules()
     assert [t for t, _ in _imports("tank.store", path, known)] == [expected]
+
+
+#: "no module over about 700 lines; no function over about 120 lines outside tests"
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 120
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """A newcomer reads any module in one sitting and any function on one screen or two."""
+    too_long = []
+    for name, path in _modules().items():
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {length} lines")
+    assert not too_long, "\n".join(too_long)
