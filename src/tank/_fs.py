@@ -22,7 +22,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from tank.errors import StorageError
 
@@ -48,23 +48,20 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     do); any other failure (``EIO``, a missing directory) is a :class:`~tank.errors.StorageError`,
     since the caller's durability promise would otherwise be broken without a word.
     """
+    doing = "opening"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        doing = "fsync of"
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise StorageError(
-            f"cannot open directory {Path(path)} to make it durable: {exc.strerror}",
-            path=os.fspath(path), errno=exc.errno,
-        ) from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in _NO_DIR_FSYNC:
+        if doing == "opening" or exc.errno not in _NO_DIR_FSYNC:
             raise StorageError(
-                f"fsync of directory {Path(path)} failed: {exc.strerror}",
+                f"{doing} directory {Path(path)} to make it durable failed: {exc.strerror}",
                 path=os.fspath(path), errno=exc.errno,
             ) from exc
-    finally:
-        os.close(fd)
 
 
 def temp_name(final: Path, *, prefix: str = TMP_PREFIX) -> Path:
@@ -99,28 +96,49 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Replace the file ``path`` with ``data`` whole: write a temporary sibling, fsync it,
-    rename it over ``path``, fsync the directory.
+@contextlib.contextmanager
+def atomic_file(
+    path: Path,
+    *,
+    mode: int | None = None,
+    durable: bool = True,
+    readable: bool = False,
+    buffering: int = -1,
+) -> Iterator[BinaryIO]:
+    """Write the file ``path`` whole or not at all: the block writes a temporary sibling (created
+    exclusively, never through a symlink); when it ends without error the file is flushed, given
+    ``mode`` (exactly; else ``0o644`` less the umask), fsynced (with ``durable``), renamed over
+    ``path``, and the directory fsynced. When it fails, the temporary file is removed and
+    ``path`` is untouched.
 
-    :param mode: the new file's exact mode; without it, ``0o644`` less the umask (as ``open``
-        creates files).
-    :raises OSError: the write or the rename failed (the temporary file is removed).
+    :raises OSError: the write or the rename failed.
     :raises ~tank.errors.StorageError: the directory could not be made durable.
     """
     tmp = temp_name(path)
     try:
-        with new_file(tmp) as fd:
-            write_all(fd, data)
+        with (
+            new_file(tmp, readable=readable) as fd,
+            open(fd, "w+b" if readable else "wb", buffering=buffering, closefd=False) as out,
+        ):
             if mode is not None:
-                os.fchmod(fd, mode)
-            os.fsync(fd)
+                os.fchmod(fd, mode)  # on the open descriptor: never a path swapped in between
+            yield out
+            out.flush()
+            if durable:
+                os.fsync(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace the file ``path`` with ``data`` whole (see :func:`atomic_file`)."""
+    with atomic_file(path, mode=mode) as out:
+        out.write(data)
 
 
 def reflink(src_fd: int, dst_fd: int) -> bool:
@@ -181,6 +199,7 @@ def _copy_range(src_fd: int, dst_fd: int, size: int | None) -> bool:
 __all__ = [
     "FICLONE",
     "TMP_PREFIX",
+    "atomic_file",
     "copy_data",
     "fsync_dir",
     "new_file",

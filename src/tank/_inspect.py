@@ -362,16 +362,11 @@ def _image(
     config_doc: dict[str, Any] = {}
     image_config: ImageConfig | None = None
     if config.media_type in _IMAGE_CONFIG_TYPES:
-        try:
-            parsed = _json.loads(config_raw)
-        except ValueError as exc:
-            raise InvalidManifest(
-                f"the image config is not JSON: {exc}", **place.kwargs()
-            ) from None
-        if not isinstance(parsed, dict):
-            raise InvalidManifest("the image config is not a JSON object", **place.kwargs())
-        config_doc = parsed
-        image_config = ImageConfig.from_json(parsed, require_rootfs=False)
+        config_doc = _json.loads_object(
+            config_raw, what="the image config",
+            error=lambda message: InvalidManifest(message, **place.kwargs()),
+        )
+        image_config = ImageConfig.from_json(config_doc, require_rootfs=False)
     created_by = (
         image_config.created_by(len(doc.layers)) if image_config else (None,) * len(doc.layers)
     )

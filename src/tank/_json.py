@@ -10,6 +10,7 @@ values), nesting deep enough to exhaust the interpreter's stack (``RecursionErro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 #: deeper nesting than this is refused (real manifests, configs and answers nest a few levels)
@@ -54,4 +55,18 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-__all__ = ["MAX_DEPTH", "loads"]
+def loads_object(
+    data: bytes | str, *, what: str, error: Callable[[str], Exception]
+) -> dict[str, Any]:
+    """``data`` as one JSON object, read by :func:`loads`; else ``error(message)`` is raised, the
+    message saying ``what`` is not valid JSON (and why) or not a JSON object."""
+    try:
+        value = loads(data)
+    except ValueError as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} is not a JSON object")
+    return value
+
+
+__all__ = ["MAX_DEPTH", "loads", "loads_object"]

@@ -241,14 +241,10 @@ def _read_config(
 ) -> tuple[dict[str, Any], ImageConfig | None]:
     """The config as JSON, and parsed strictly when it is an image config (not an artifact's)."""
     raw = store.read_blob(image.config.digest, max_size=MAX_CONFIG_SIZE)
-    try:
-        doc = _json.loads(raw)
-    except ValueError as exc:
-        raise InvalidManifest(
-            f"the image config is not JSON: {exc}", **fetcher.place.kwargs()
-        ) from None
-    if not isinstance(doc, dict):
-        raise InvalidManifest("the image config is not a JSON object", **fetcher.place.kwargs())
+    doc = _json.loads_object(
+        raw, what="the image config",
+        error=lambda message: InvalidManifest(message, **fetcher.place.kwargs()),
+    )
     if image.config.media_type not in _IMAGE_CONFIG_TYPES:
         return doc, None
     return doc, ImageConfig.from_json(doc, require_rootfs=False)

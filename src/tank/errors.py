@@ -126,67 +126,43 @@ class IntegrityError(TankError):
     """Content that does not match the digest or size it was fetched under."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        registry: str | None = None,
-        repository: str | None = None,
+        self, message: str, *, registry: str | None = None, repository: str | None = None,
         digest: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.registry = registry
-        self.repository = repository
-        self.digest = digest
+        self.registry, self.repository, self.digest = registry, repository, digest
 
 
 class DigestMismatch(IntegrityError):
     """Bytes that hash to something other than the expected digest."""
 
     def __init__(
-        self,
-        expected: str,
-        actual: str,
-        *,
-        what: str = "content",
-        registry: str | None = None,
-        repository: str | None = None,
+        self, expected: str, actual: str, *, what: str = "content",
+        registry: str | None = None, repository: str | None = None,
     ) -> None:
         place = _where(registry, repository, None)
         where = f" from {place}" if registry or repository else ""
         super().__init__(
             f"digest mismatch for {what} {expected}{where}: the bytes received hash to {actual}",
-            registry=registry,
-            repository=repository,
-            digest=expected,
+            registry=registry, repository=repository, digest=expected,
         )
-        self.expected = expected
-        self.actual = actual
+        self.expected, self.actual = expected, actual
 
 
 class SizeMismatch(IntegrityError):
     """Content longer or shorter than its declared size."""
 
     def __init__(
-        self,
-        expected: int,
-        actual: int,
-        *,
-        what: str,
-        digest: str | None = None,
-        registry: str | None = None,
-        repository: str | None = None,
+        self, expected: int, actual: int, *, what: str, digest: str | None = None,
+        registry: str | None = None, repository: str | None = None,
     ) -> None:
         place = _where(registry, repository, digest)
         relation = "more than" if actual > expected else "only"
         super().__init__(
             f"size mismatch for {what} {place}: expected {expected} bytes, received {relation} "
-            f"{actual}",
-            registry=registry,
-            repository=repository,
-            digest=digest,
+            f"{actual}", registry=registry, repository=repository, digest=digest,
         )
-        self.expected = expected
-        self.actual = actual
+        self.expected, self.actual = expected, actual
 
 
 class TransportError(TankError):

@@ -31,19 +31,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from tank import _json
+from tank._fs import atomic_file
 from tank.errors import AuthError
 from tank.reference import DOCKER_HUB, DOCKER_HUB_NAMES
 
@@ -225,23 +225,33 @@ def _not_found(message: str) -> bool:
     return "credentials not found" in message.lower()
 
 
+def _helper_answer(
+    name: str, action: str, payload: str, *, registry: str, env: Mapping[str, str] | None
+) -> bytes | None:
+    """Run ``docker-credential-NAME ACTION``; its stdout, or ``None`` when it says it has
+    nothing for the server (any other failure is an :class:`~tank.errors.AuthError`)."""
+    proc = _run_helper(
+        name, action, payload, registry=registry, env=os.environ if env is None else env
+    )
+    if proc.returncode == 0:
+        return proc.stdout
+    message = _helper_message(proc)
+    if action != "store" and _not_found(message):
+        return None
+    raise _helper_error(name, action, registry, f"failed (exit {proc.returncode}): {message}")
+
+
 def helper_get(
     name: str, server: str, *, registry: str, env: Mapping[str, str] | None = None
 ) -> Credentials | None:
     """``docker-credential-NAME get``: the credentials stored for ``server``, or ``None``."""
-    environ = os.environ if env is None else env
-    proc = _run_helper(name, "get", server, registry=registry, env=environ)
-    if proc.returncode != 0:
-        message = _helper_message(proc)
-        if _not_found(message):
-            return None
-        raise _helper_error(name, "get", registry, f"failed (exit {proc.returncode}): {message}")
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise _helper_error(name, "get", registry, "answered something that is not JSON")
+    answer = _helper_answer(name, "get", server, registry=registry, env=env)
+    if answer is None:
+        return None
+    doc = _json.loads_object(
+        answer, what="its answer",
+        error=lambda message: _helper_error(name, "get", registry, message),
+    )
     username, secret = doc.get("Username"), doc.get("Secret")
     if not isinstance(username, str) or not isinstance(secret, str) or not secret:
         return None
@@ -262,27 +272,14 @@ def helper_store(
     else:
         username, secret = credentials.username, credentials.password
     payload = json.dumps({"ServerURL": server, "Username": username, "Secret": secret})
-    proc = _run_helper(name, "store", payload, registry=registry, env=environ)
-    if proc.returncode != 0:
-        raise _helper_error(
-            name, "store", registry, f"failed (exit {proc.returncode}): {_helper_message(proc)}"
-        )
+    _helper_answer(name, "store", payload, registry=registry, env=environ)
 
 
 def helper_erase(
     name: str, server: str, *, registry: str, env: Mapping[str, str] | None = None
 ) -> bool:
     """``docker-credential-NAME erase``; whether something was erased."""
-    environ = os.environ if env is None else env
-    proc = _run_helper(name, "erase", server, registry=registry, env=environ)
-    if proc.returncode != 0:
-        message = _helper_message(proc)
-        if _not_found(message):
-            return False
-        raise _helper_error(
-            name, "erase", registry, f"failed (exit {proc.returncode}): {message}"
-        )
-    return True
+    return _helper_answer(name, "erase", server, registry=registry, env=env) is not None
 
 
 # -- config files ---------------------------------------------------------------------------------
@@ -511,24 +508,8 @@ def write_config(path: Path, doc: dict[str, Any]) -> None:
     target = Path(os.path.realpath(path))
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = (json.dumps(doc, indent="\t") + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_file(target, mode=0o600) as out:
+        out.write(data)
 
 
 class LazyCredentials:

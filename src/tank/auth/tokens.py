@@ -14,7 +14,6 @@ they expire.
 
 from __future__ import annotations
 
-import json
 import string
 import threading
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode, urlsplit
 
+from tank import _json
 from tank.errors import AuthError, TransportError
 from tank.retry import parse_retry_after
 from tank.transport import Origin, Transport, discard, may_send_credentials, release
@@ -276,15 +276,10 @@ def _refused(
 def _token_from(
     realm: str, data: bytes, *, registry: str | None, repository: str | None
 ) -> Token:
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise AuthError(
-            f"token endpoint {realm} answered something that is not a JSON object",
-            registry=registry, repository=repository,
-        )
+    answer = _json.loads_object(
+        data, what=f"the answer of token endpoint {realm}",
+        error=lambda message: AuthError(message, registry=registry, repository=repository),
+    )
     token = answer.get("token") or answer.get("access_token")
     if not isinstance(token, str) or not token:
         raise AuthError(

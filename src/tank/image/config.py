@@ -133,12 +133,7 @@ class ImageConfig:
 def parse_config(raw: bytes, *, require_rootfs: bool = True) -> ImageConfig:
     """Parse config bytes (already verified against their digest) strictly: JSON as
     :func:`tank._json.loads` reads it, then :meth:`ImageConfig.from_json`."""
-    try:
-        doc = _json.loads(raw)
-    except ValueError as exc:
-        raise InvalidImageConfig(f"the image config is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidImageConfig(f"an image config is a JSON object, not {_kind(doc)}")
+    doc = _json.loads_object(raw, what="the image config", error=InvalidImageConfig)
     return ImageConfig.from_json(doc, require_rootfs=require_rootfs)
 
 

@@ -158,13 +158,9 @@ def kind_of(media_type: str | None, doc: Mapping[str, Any], place: Where = NOWHE
 def load_json(raw: bytes, *, place: Where = NOWHERE, what: str = "manifest") -> dict[str, Any]:
     """``raw`` as one JSON object, read strictly (see :mod:`tank._json`); else
     :class:`~tank.errors.InvalidManifest` naming ``what`` and ``place``."""
-    try:
-        doc = _json.loads(raw)
-    except ValueError as exc:
-        raise InvalidManifest(f"{what} is not valid JSON: {exc}", **place.kwargs()) from None
-    if not isinstance(doc, dict):
-        raise InvalidManifest(f"{what} is not a JSON object", **place.kwargs())
-    return doc
+    return _json.loads_object(
+        raw, what=what, error=lambda message: InvalidManifest(message, **place.kwargs())
+    )
 
 
 def media_type_of(

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from tank._fs import fsync_dir, new_file, temp_name
+from tank._fs import atomic_file
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import ArchiveError, DigestMismatch, InvalidReference
 from tank.layers.compression import CHUNK, diff_id_of, layer_compression, open_layer
@@ -204,34 +204,21 @@ def write_docker_archive(
     if final.is_dir():
         raise ArchiveError(f"{final}: is a directory; a docker-archive is a file")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(final)
-    try:
-        with (
-            new_file(tmp, _FILE_MODE, readable=True) as fd,
-            open(fd, "w+b", buffering=CHUNK, closefd=False) as out,
-        ):
-            tar = _TarWriter(out)
-            tar.add_bytes("manifest.json", _json(manifest))
-            tar.add_bytes("repositories", _json(repositories))
-            tar.add_bytes(f"{config_id.hex}.json", config)
-            written: dict[Digest, Digest] = {}  # diff_id -> the blob stored for it
-            for (digest, media_type, path, diff_id), name in zip(plan, layer_names, strict=True):
-                stored = written.get(diff_id)
-                if stored is None:
-                    tar.add_directory(name.rpartition("/")[0])
-                    tar.add_layer(name, path, media_type, digest=digest, diff_id=diff_id)
-                    written[diff_id] = digest
-                elif stored != digest:  # the same tar compressed differently: check it too
-                    _verify_layer(path, media_type, digest=digest, diff_id=diff_id)
-            tar.finish()
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(final.parent)
+    with atomic_file(final, mode=_FILE_MODE, readable=True, buffering=CHUNK) as out:
+        tar = _TarWriter(out)
+        tar.add_bytes("manifest.json", _json(manifest))
+        tar.add_bytes("repositories", _json(repositories))
+        tar.add_bytes(f"{config_id.hex}.json", config)
+        written: dict[Digest, Digest] = {}  # diff_id -> the blob stored for it
+        for (digest, media_type, path, diff_id), name in zip(plan, layer_names, strict=True):
+            stored = written.get(diff_id)
+            if stored is None:
+                tar.add_directory(name.rpartition("/")[0])
+                tar.add_layer(name, path, media_type, digest=digest, diff_id=diff_id)
+                written[diff_id] = digest
+            elif stored != digest:  # the same tar compressed differently: check it too
+                _verify_layer(path, media_type, digest=digest, diff_id=diff_id)
+        tar.finish()
 
 
 # -- inputs ------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from filelock import FileLock
 
+from tank import _json
 from tank._fs import (
     FICLONE,
     TMP_PREFIX,
@@ -210,11 +211,8 @@ def _ensure_oci_layout(root: Path) -> None:
         text = json.dumps({"imageLayoutVersion": LAYOUT_VERSION})
         write_atomically(root / "oci-layout", text.encode())
         return
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise LayoutError(f"{path}: not valid JSON ({exc})") from None
-    version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
+    doc = _json.loads_object(raw, what=str(path), error=LayoutError)
+    version = doc.get("imageLayoutVersion")
     if not isinstance(version, str) or version.split(".")[0] != "1":
         raise LayoutError(f"{path}: unsupported imageLayoutVersion {version!r} (tank writes 1.x)")
 
@@ -226,12 +224,7 @@ def _read_index(root: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    try:
-        index = json.loads(raw)
-    except ValueError as exc:
-        raise LayoutError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(index, dict):
-        raise LayoutError(f"{path}: not a JSON object")
+    index = _json.loads_object(raw, what=str(path), error=LayoutError)
     manifests = index.setdefault("manifests", [])
     if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
         raise LayoutError(f"{path}: 'manifests' is not a list of descriptors")

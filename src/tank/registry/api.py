@@ -44,14 +44,8 @@ if TYPE_CHECKING:
 
 
 def _repository(
-    registry: str,
-    repo: str,
-    token: str | None,
-    *,
-    transport: Transport | None,
-    retry: RetryPolicy | None,
-    credentials: CredentialsArg,
-    token_cache: TokenCache | None,
+    registry: str, repo: str, token: str | None, transport: Transport | None,
+    retry: RetryPolicy | None, credentials: CredentialsArg, token_cache: TokenCache | None,
 ) -> Repository:
     client = Client(
         registry, credentials=credentials, transport=transport, retry=retry,
@@ -61,15 +55,9 @@ def _repository(
 
 
 def manifest(
-    registry: str,
-    repo: str,
-    reference: str,
-    token: str | None = None,
-    *,
-    transport: Transport | None = None,
-    max_size: int = MAX_MANIFEST_SIZE,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
+    registry: str, repo: str, reference: str, token: str | None = None, *,
+    max_size: int = MAX_MANIFEST_SIZE, transport: Transport | None = None,
+    retry: RetryPolicy | None = None, credentials: CredentialsArg = None,
     token_cache: TokenCache | None = None,
 ) -> tuple[ManifestInfo, str | None]:
     """Fetch the manifest ``registry/repo:reference`` (a tag or a digest).
@@ -96,76 +84,45 @@ def manifest(
     :raises InvalidManifest: not a JSON object tank can trust.
     :raises TransportError: the network failed.
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     info = session.fetch_manifest(reference, max_size=max_size)
     return info, session.token
 
 
 def manifest_head(
-    registry: str,
-    repo: str,
-    reference: str,
-    token: str | None = None,
-    *,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
-    token_cache: TokenCache | None = None,
+    registry: str, repo: str, reference: str, token: str | None = None, *,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None, token_cache: TokenCache | None = None,
 ) -> tuple[ManifestHead, str | None]:
     """``HEAD`` a manifest with the same ``Accept`` as :func:`manifest`; return what it says.
 
     Cheap: no body is transferred, and Docker Hub does not count a ``HEAD`` against the pull rate
     limit. The digest is the registry's word only: verify it when the bytes are fetched.
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     return session.manifest_head(reference), session.token
 
 
 def blob(
-    registry: str,
-    repo: str,
-    digest: str,
-    token: str | None = None,
-    *,
-    size: int | None = None,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
-    token_cache: TokenCache | None = None,
+    registry: str, repo: str, digest: str, token: str | None = None, *, size: int | None = None,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None, token_cache: TokenCache | None = None,
 ) -> bytes:
     """A whole blob in memory, verified against ``digest`` (and ``size`` when given).
 
     For configs and other small blobs; stream layers with :func:`open_blob` or
     :func:`download_blob`. A failure worth another try fetches the whole blob again.
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     return session.blob(digest, size=size)
 
 
 @contextlib.contextmanager
 def open_blob(
-    registry: str,
-    repo: str,
-    digest: str,
-    token: str | None = None,
-    *,
-    offset: int = 0,
-    hasher: Hasher | None = None,
-    size: int | None = None,
-    transport: Transport | None = None,
-    chunk_size: int = CHUNK_SIZE,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
-    token_cache: TokenCache | None = None,
+    registry: str, repo: str, digest: str, token: str | None = None, *, offset: int = 0,
+    hasher: Hasher | None = None, size: int | None = None, chunk_size: int = CHUNK_SIZE,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None, token_cache: TokenCache | None = None,
 ) -> Iterator[BlobStream]:
     """Open a blob for streaming: ``with open_blob(…) as stream: for chunk in stream: …``.
 
@@ -181,10 +138,7 @@ def open_blob(
     resume by opening again with ``offset`` set to the bytes kept and ``hasher`` to
     :attr:`BlobStream.hasher` (:func:`download_blob` does).
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     with session.open_blob(
         digest, offset=offset, hasher=hasher, size=size, chunk_size=chunk_size
     ) as stream:
@@ -192,17 +146,9 @@ def open_blob(
 
 
 def download_blob(
-    registry: str,
-    repo: str,
-    digest: str,
-    token: str | None,
-    dest: str | os.PathLike[str],
-    *,
-    size: int | None = None,
-    fsync: bool = True,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
+    registry: str, repo: str, digest: str, token: str | None, dest: str | os.PathLike[str], *,
+    size: int | None = None, fsync: bool = True, transport: Transport | None = None,
+    retry: RetryPolicy | None = None, credentials: CredentialsArg = None,
     token_cache: TokenCache | None = None,
 ) -> int:
     """Stream a blob into ``dest``; return its size.
@@ -213,23 +159,14 @@ def download_blob(
     resumed where it stopped with ``Range: bytes=N-``, carrying the hash on; a registry that
     answers ``200`` instead of ``206`` sends the whole blob again, and the file starts over.
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     return session.download_blob(digest, dest, size=size, fsync=fsync)
 
 
 def tag_pages(
-    registry: str,
-    repo: str,
-    token: str | None = None,
-    *,
-    n: int | None = None,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
-    token_cache: TokenCache | None = None,
+    registry: str, repo: str, token: str | None = None, *, n: int | None = None,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None, token_cache: TokenCache | None = None,
 ) -> Generator[tuple[list[str], str | None], None, None]:
     """Yield ``(tags, token)`` for each page of ``GET /v2/REPO/tags/list``, in the registry's order.
 
@@ -240,10 +177,7 @@ def tag_pages(
     :raises NotFound: no such repository (``NAME_UNKNOWN``).
     :raises AuthError: access denied.
     """
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     pages = session.tag_pages(n=n)
     try:
         for page in pages:
@@ -253,30 +187,18 @@ def tag_pages(
 
 
 def tags(
-    registry: str,
-    repo: str,
-    token: str | None = None,
-    *,
-    n: int | None = None,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
-    credentials: CredentialsArg = None,
-    token_cache: TokenCache | None = None,
+    registry: str, repo: str, token: str | None = None, *, n: int | None = None,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
+    credentials: CredentialsArg = None, token_cache: TokenCache | None = None,
 ) -> tuple[list[str], str | None]:
     """Every tag of ``registry/repo``, following ``Link`` to the last page; and the token."""
-    session = _repository(
-        registry, repo, token, transport=transport, retry=retry, credentials=credentials,
-        token_cache=token_cache,
-    )
+    session = _repository(registry, repo, token, transport, retry, credentials, token_cache)
     return session.tags(n=n), session.token
 
 
 def check_login(
-    registry: str,
-    credentials: Credentials | tuple[str, str],
-    *,
-    transport: Transport | None = None,
-    retry: RetryPolicy | None = None,
+    registry: str, credentials: Credentials | tuple[str, str], *,
+    transport: Transport | None = None, retry: RetryPolicy | None = None,
 ) -> Credentials:
     """Check ``credentials`` against ``registry`` as ``docker login`` does; return what to store.
 
@@ -305,15 +227,3 @@ def check_login(
     if auth.refresh_token:
         return Credentials(creds.username, "", auth.refresh_token)
     return creds
-
-
-__all__ = [
-    "blob",
-    "check_login",
-    "download_blob",
-    "manifest",
-    "manifest_head",
-    "open_blob",
-    "tag_pages",
-    "tags",
-]

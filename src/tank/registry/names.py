@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tank.digest import Digest
 from tank.errors import InvalidDigest, InvalidReference
 from tank.reference import _DOMAIN, _PATH, _TAG, api_host
@@ -17,11 +19,15 @@ def registry_host(registry: str) -> str:
     return registry
 
 
+def _checked(value: str, grammar: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not grammar.fullmatch(value):
+        raise InvalidReference(str(value), f"invalid {what}")
+    return value
+
+
 def repository_name(repository: str) -> str:
     """``repository`` checked against the distribution spec's name grammar."""
-    if not isinstance(repository, str) or not _PATH.fullmatch(repository):
-        raise InvalidReference(str(repository), "invalid repository name")
-    return repository
+    return _checked(repository, _PATH, "repository name")
 
 
 def manifest_reference(reference: str) -> str | Digest:
@@ -31,16 +37,12 @@ def manifest_reference(reference: str) -> str | Digest:
             return Digest.parse(reference)
         except InvalidDigest as exc:
             raise InvalidReference(reference, exc.reason) from None
-    if not isinstance(reference, str) or not _TAG.fullmatch(reference):
-        raise InvalidReference(str(reference), "invalid tag")
-    return reference
+    return _checked(reference, _TAG, "tag")
 
 
 def tag_name(tag: str) -> str:
     """``tag`` checked against the tag grammar."""
-    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-        raise InvalidReference(str(tag), "invalid tag")
-    return tag
+    return _checked(tag, _TAG, "tag")
 
 
 __all__ = ["manifest_reference", "registry_host", "repository_name", "tag_name"]

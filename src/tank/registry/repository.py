@@ -15,13 +15,12 @@ import contextlib
 import dataclasses
 import functools
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tank._fs import fsync_dir
+from tank._fs import atomic_file
 from tank.auth.session import Authenticator
 from tank.digest import Digest, Hasher
 from tank.errors import RegistryError
@@ -243,23 +242,9 @@ class Repository:
         stops it at the next chunk) ``dest`` is untouched.
         """
         target = Path(dest)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as out:
-                sink = _FileSink(out)
-                self.fetch_blob(digest, sink, size=size, cancelled=cancelled)
-                if fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        if fsync:
-            fsync_dir(target.parent)
+        with atomic_file(target, durable=fsync) as out:
+            sink = _FileSink(out)
+            self.fetch_blob(digest, sink, size=size, cancelled=cancelled)
         return sink.written
 
     # -- tags --------------------------------------------------------------------------------

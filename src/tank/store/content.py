@@ -637,12 +637,3 @@ class Store:
         itself is never removed (another process may be waiting on it).
         """
         return self._lock(Digest.parse(digest))
-
-
-__all__ = [
-    "BlobWriter",
-    "CorruptBlob",
-    "RefRecord",
-    "Store",
-    "default_cache_dir",
-]

@@ -307,24 +307,29 @@ def fix(store: Store | str | os.PathLike[str] | None = None) -> list[Fixed]:
     return out
 
 
+def _removed(problem: CorruptBlob) -> Fixed:
+    """Remove what ``problem`` names (a tree when it is a real directory); what happened."""
+    path = problem.path
+    try:
+        if path.is_dir() and not path.is_symlink():
+            _remove_tree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return Fixed(problem, False, f"cannot remove: {exc.strerror or exc}")
+    return Fixed(problem, True)
+
+
 def _fix_one(store: Store, problem: CorruptBlob) -> Fixed:
     path = problem.path
     try:
         d = Digest.parse(problem.digest)
     except InvalidDigest:
         d = None
-    st = regular(path)
-    if d is None or st is None:  # not a blob at all: a bad name, a directory, a link
-        try:
-            if path.is_dir() and not path.is_symlink():
-                _remove_tree(path)
-            else:
-                path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            return Fixed(problem, False, f"cannot remove: {exc.strerror or exc}")
-        return Fixed(problem, True)
+    if d is None or regular(path) is None:  # not a blob at all: a bad name, a directory, a link
+        return _removed(problem)
     lock = store.ingest_lock(d)
     try:
         lock.acquire(timeout=0)
@@ -333,16 +338,11 @@ def _fix_one(store: Store, problem: CorruptBlob) -> Fixed:
     try:
         if path.exists() and _hash_ok(path, d):
             return Fixed(problem, False, "it verifies now (replaced meanwhile)")
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            return Fixed(problem, False, f"cannot remove: {exc.strerror or exc}")
+        fixed = _removed(problem)
         # best effort: a corrupt blob whose removal a crash loses is found again by the next fix
         with contextlib.suppress(StorageError):
             fsync_dir(path.parent)
-        return Fixed(problem, True)
+        return fixed
     finally:
         lock.release()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import HTTPServer
 from types import TracebackType
 from typing import Self
 
@@ -22,3 +24,10 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def stop_server(server: HTTPServer, thread: threading.Thread) -> None:
+    """Stop ``server``'s ``serve_forever`` loop, close its socket and wait for its thread."""
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

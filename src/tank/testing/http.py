@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from tank.testing._closing import Closing
+from tank.testing._closing import Closing, stop_server
 
 HOP_BY_HOP = frozenset(
     {
@@ -239,17 +239,14 @@ class _RecordingServer(Closing):
 
     def close(self) -> None:
         """Stop serving and close every socket, idle keep-alive ones included."""
-        if self._closed:
-            return
-        self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            live = list(self._live)
-        for sock in live:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
+        if not self._closed:
+            self._closed = True
+            with self._lock:
+                live = list(self._live)
+            for sock in live:  # wake the handlers blocked on idle keep-alive connections
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            stop_server(self._server, self._thread)
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:

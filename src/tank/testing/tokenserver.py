@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tank.testing._closing import Closing
+from tank.testing._closing import Closing, stop_server
 
 __all__ = ["TokenRequest", "TokenServer", "libtrust_key_id"]
 
@@ -201,15 +201,12 @@ class TokenServer(Closing):
 
     def close(self) -> None:
         """Stop the server and remove its files."""
-        if self._closed:
-            return
-        self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        for p in self._dir.iterdir():
-            p.unlink()
-        self._dir.rmdir()
+        if not self._closed:
+            self._closed = True
+            stop_server(self._server, self._thread)
+            for p in self._dir.iterdir():
+                p.unlink()
+            self._dir.rmdir()
 
     # -- internals --------------------------------------------------------------------------
 

@@ -374,15 +374,8 @@ class Transport:
         try:
             with header_deadline(self.deadline):
                 response = manager.urlopen(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    body=body,
-                    redirect=False,
-                    retries=False,
-                    preload_content=preload,
-                    decode_content=False,
-                    timeout=self.timeout,
+                    method, url, headers=dict(headers), body=body, redirect=False, retries=False,
+                    preload_content=preload, decode_content=False, timeout=self.timeout,
                 )
         except (_Urllib3Error, OSError) as exc:
             raise self._error(exc, url, shown) from exc

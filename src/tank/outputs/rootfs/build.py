@@ -91,14 +91,9 @@ def unpack_image(
 
 
 def unpack_layers(
-    layers: Sequence[tuple[str, str, Path]],
-    diff_ids: Sequence[str],
-    dest: Path,
-    *,
-    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
-    max_entries: int = DEFAULT_MAX_ENTRIES,
-    progress: UnpackProgress | None = None,
-    rootless: bool | None = None,
+    layers: Sequence[tuple[str, str, Path]], diff_ids: Sequence[str], dest: Path, *,
+    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+    progress: UnpackProgress | None = None, rootless: bool | None = None,
 ) -> None:
     """Apply ``layers`` in order into ``dest``, an existing empty directory.
 
