@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import stat
 import threading
 import time
 import tracemalloc
@@ -15,15 +17,18 @@ from pathlib import Path
 import pytest
 
 import tank
-from tank import pull
+from support.unpacking import IS_ROOT, E, build, layer, seed_store, unprivileged
+from tank import pull, unpack
 from tank import registry as api
 from tank.auth.credentials import CredentialStore
 from tank.auth.tokens import TokenCache
+from tank.digest import compute
 from tank.errors import AuthError, RegistryError, TankError, TransportError
 from tank.mediatypes import OCI_INDEX, OCI_MANIFEST
+from tank.outputs.rootfs import rootfs_path
 from tank.registry.taglist import next_link
 from tank.retry import NO_RETRY
-from tank.store import Store
+from tank.store import CacheWarning, Store
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
@@ -82,6 +87,45 @@ def test_a_401_from_the_registry_itself_is_still_answered(
     assert api.blob(front.host, seeded.repo, layer.digest, credentials=("u", "p")) == layer.data
     basic = [r for r in front.requests if r.headers.get("authorization", "").startswith("Basic")]
     assert basic  # the registry's own challenge got the credentials
+
+
+# -- 3. the rootfs cache exposes nothing to other local users ---------------------------------
+
+
+def test_the_rootfs_cache_keeps_setuid_files_and_devices_from_other_users(
+    tmp_path: Path,
+) -> None:
+    entries = [E("bin", "dir"), E("bin/sh", data=b"#!/bin/sh\n", mode=0o4755)]
+    if IS_ROOT:
+        entries.append(E("dev", "dir"))
+        entries.append(E("dev/sda", "block", mode=0o666, major=8, minor=0))
+    built = build(tmp_path / "image", [layer(entries)])
+    cache = tmp_path / "cache"
+    ref = seed_store(cache, built)
+    unpack(ref, tmp_path / "root", cache=cache)
+    tree = rootfs_path(Store(cache), built.image.manifest_digest)
+    assert (tree / "bin" / "sh").stat().st_mode & 0o4000  # kept, as umoci keeps it
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE((cache / "rootfs").stat().st_mode) == 0o700
+    if IS_ROOT:  # another local user cannot reach the setuid shell or the disk node
+        probe = unprivileged(["/bin/ls", "-l", str(tree / "bin" / "sh"), str(tree / "dev")])
+        assert probe.returncode != 0
+        assert "Permission denied" in probe.stderr
+
+
+def test_a_cache_open_to_others_is_made_private_with_a_warning(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)
+    cache.chmod(0o755)
+    built = build(tmp_path / "image", [layer([E("etc", "dir"), E("etc/x", data=b"x")])])
+    with pytest.warns(CacheWarning, match="open to other users"):
+        ref = seed_store(cache, built)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    (cache / "rootfs").mkdir(mode=0o755)
+    (cache / "rootfs").chmod(0o755)
+    with pytest.warns(CacheWarning, match="rootfs"):
+        unpack(ref, tmp_path / "root", cache=cache)
+    assert stat.S_IMODE((cache / "rootfs").stat().st_mode) == 0o700
 
 
 # -- 6. secrets in a request body obey the rules of credential headers; loopback is never proxied
@@ -284,7 +328,44 @@ def test_a_signed_redirect_url_never_shows_its_query(
     assert "X-Amz" not in (info.value.url or "")
 
 
-# -- 9. smaller findings -----------------------------------------------------------------------
+# -- 9. smaller findings
+
+
+def test_resuming_an_ingest_file_never_changes_a_file_swapped_in_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest file is checked, then replaced by a symlink to a read-only file elsewhere
+    before the writer opens it (a race another local user could win): nothing outside the
+    cache changes mode."""
+    import tank.store.content as content
+
+    store = Store(tmp_path / "cache")
+    data = b"x" * 1000
+    digest = compute(data)
+    store.private_dir("ingest")
+    ingest = store.root / "ingest" / f"{digest.algorithm}-{digest.hex}.part"
+    ingest.write_bytes(data[:500])
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"do not touch")
+    victim.chmod(0o400)
+    real = content._regular_stat
+
+    def swap(path: Path) -> os.stat_result | None:
+        st = real(path)
+        if path == ingest and st is not None:
+            path.unlink()
+            path.symlink_to(victim)
+        return st
+
+    monkeypatch.setattr(content, "_regular_stat", swap)
+    with store.writer(digest, len(data)) as writer:
+        assert writer is not None
+        assert writer.resumed == 0  # the swapped file is not trusted: a fresh start
+        writer.write(data)
+        writer.commit()
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o400
+    assert victim.read_bytes() == b"do not touch"
+    assert store.read_blob(digest) == data
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]", "[::1]:5000", "127.0.0.1", "localhost:80"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tank.store.content import (
     BlobWriter,
+    CacheWarning,
     CorruptBlob,
     RefRecord,
     Store,
@@ -12,6 +13,7 @@ from tank.store.content import (
 
 __all__ = [
     "BlobWriter",
+    "CacheWarning",
     "CorruptBlob",
     "RefRecord",
     "Store",

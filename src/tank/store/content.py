@@ -41,6 +41,7 @@ import errno
 import json
 import os
 import stat
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +170,36 @@ class CorruptBlob:
 # -- writing blobs -----------------------------------------------------------------------------
 
 
+def _reopen_writable(path: Path) -> int | None:
+    """An interrupted ingest file, opened for appending; ``None`` when it cannot be trusted.
+
+    A crash between the commit's ``fchmod`` and its rename leaves the file read-only, so it is
+    made writable again first: through a descriptor opened with ``O_NOFOLLOW`` (never a chmod
+    by path, which a swapped-in symlink would redirect), and the file opened for writing must be
+    that same inode.
+    """
+    try:
+        ro = os.open(path, os.O_RDONLY | _NOFOLLOW_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        seen = os.fstat(ro)
+        if not stat.S_ISREG(seen.st_mode):
+            return None
+        os.fchmod(ro, 0o644)
+    finally:
+        os.close(ro)
+    try:
+        fd = os.open(path, _OPEN_RESUME)
+    except OSError:
+        return None
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+        os.close(fd)
+        return None
+    return fd  # at the start: the caller hashes what it holds, ending at its end
+
+
 class BlobWriter:
     """An ingest file for one blob, yielded by :meth:`Store.writer`; write, then :meth:`commit`.
 
@@ -200,9 +231,10 @@ class BlobWriter:
         self._broken: str | None = None
         self._fd: int | None = None
         st = _regular_stat(path)
+        fd = None
         if resume and st is not None and st.st_size > 0 and (size is None or st.st_size <= size):
-            os.chmod(path, 0o644)  # a crash between fchmod and rename leaves it read-only
-            fd = os.open(path, _OPEN_RESUME)
+            fd = _reopen_writable(path)
+        if fd is not None:
             try:
                 self.prefix_hasher = _hash_fd(fd, digest.algorithm)
             except BaseException:
@@ -294,6 +326,28 @@ class BlobWriter:
 # -- the store ---------------------------------------------------------------------------------
 
 
+class CacheWarning(UserWarning):
+    """Something about the cache tank repaired: a cache directory another user could enter."""
+
+
+def _make_private(root: Path) -> None:
+    """Create ``root`` mode ``0700``, or make an existing one so (with a warning)."""
+    try:
+        root.mkdir(mode=0o700, parents=True)
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode):
+        st = os.stat(root)  # a cache root that is a symlink is the user's choice: its target
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.chmod(root, stat.S_IMODE(st.st_mode) & 0o700)
+        warnings.warn(
+            f"the tank cache {root} was open to other users (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); made it 0700", CacheWarning, stacklevel=3,
+        )
+
+
 class Store:
     """A content-addressed blob cache plus tag records, safe to share between processes.
 
@@ -305,6 +359,21 @@ class Store:
         self.root: Path = (
             Path(root).expanduser().absolute() if root is not None else default_cache_dir()
         )
+        self._private = False
+
+    def private_dir(self, *parts: str) -> Path:
+        """``root/parts…``, created if needed; the root itself is made private first.
+
+        The cache root is ``0700`` (created so, and repaired with a :class:`CacheWarning` when a
+        looser mode is found): as root, the trees under ``rootfs/`` hold images' setuid files and
+        device nodes, which no other local user may reach (moby CVE-2021-41091's pattern).
+        """
+        if not self._private:
+            _make_private(self.root)
+            self._private = True
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -323,7 +392,7 @@ class Store:
         import filelock  # lazily: it costs start-up time, and a cached pull may need no lock
 
         locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        self.private_dir("locks")
         return filelock.FileLock(locks / f"{d.algorithm}-{d.hex}.lock")
 
     # -- blobs
@@ -428,8 +497,8 @@ class Store:
                 if _hash_file(target, d.algorithm).digest() == d:
                     raise SizeMismatch(size, st.st_size, what="blob", digest=d)
                 _unlink(target)  # damaged: ingest it again
-            target.parent.mkdir(parents=True, exist_ok=True)
-            ingest.parent.mkdir(parents=True, exist_ok=True)
+            self.private_dir("blobs", d.algorithm)
+            self.private_dir("ingest")
             writer = BlobWriter(ingest, d, size, target, resume=not replace)
             try:
                 yield writer
@@ -590,6 +659,7 @@ class Store:
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         body = (json.dumps(record, indent=2) + "\n").encode()
+        self.private_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, body, mode=0o644)
 

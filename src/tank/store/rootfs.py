@@ -84,8 +84,7 @@ def parse_lock_name(name: str) -> tuple[Digest, bool] | None:
 
 def build_lock(store: Store, digest: Digest, *, rootless: bool) -> filelock.BaseFileLock:
     """The lock guarding the tree of ``digest`` (not yet acquired); ``locks/`` is created."""
-    locks = store.root / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    locks = store.private_dir("locks")
     return filelock.FileLock(locks / lock_name(digest, rootless=rootless))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tank.layers.tar import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES
 from tank.outputs.rootfs.apply import Applier, UnpackProgress
 from tank.outputs.rootfs.copy import copy_tree
 from tank.outputs.rootfs.remove import clear_dir, clear_fd, remove_path
-from tank.store import Store
+from tank.store import CacheWarning, Store
 from tank.store.rootfs import build_lock, build_path, stale_builds, tree_path
 
 
@@ -178,6 +179,22 @@ def rootfs_path(store: Store, manifest_digest: str, *, rootless: bool | None = N
     return tree_path(store, Digest.parse(manifest_digest), rootless=is_rootless(rootless))
 
 
+def _private_rootfs(store: Store, tree: Path) -> None:
+    """Create the directories above ``tree`` under ``rootfs/``, with ``rootfs/`` itself ``0700``
+    (repaired with a warning when looser): the trees hold images' setuid files and device nodes,
+    which no other local user may reach through the cache (moby CVE-2021-41091's pattern)."""
+    top = store.private_dir() / "rootfs"
+    top.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(top)
+    if st.st_mode & 0o077:
+        os.chmod(top, 0o700)
+        warnings.warn(
+            f"{top} was open to other users (mode {stat.S_IMODE(st.st_mode):04o}); made it 0700",
+            CacheWarning, stacklevel=4,
+        )
+    tree.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _cached_tree(
     store: Store, manifest_digest: str, layers: Sequence[tuple[str, str, Path]],
     diff_ids: Sequence[str], *, rootless: bool, max_layer_bytes: int, max_entries: int,
@@ -188,7 +205,7 @@ def _cached_tree(
     final = tree_path(store, digest, rootless=rootless)
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _private_rootfs(store, final)
     with build_lock(store, digest, rootless=rootless):
         if final.is_dir():
             return final
