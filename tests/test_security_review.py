@@ -337,7 +337,7 @@ def test_resuming_an_ingest_file_never_changes_a_file_swapped_in_behind_it(
     """The ingest file is checked, then replaced by a symlink to a read-only file elsewhere
     before the writer opens it (a race another local user could win): nothing outside the
     cache changes mode."""
-    import tank.store.content as content
+    import tank.store.ingest as content
 
     store = Store(tmp_path / "cache")
     data = b"x" * 1000

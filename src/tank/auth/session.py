@@ -169,22 +169,25 @@ class Authenticator:
         *,
         reference: str = "",
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> BaseHTTPResponse:
         """Send ``method path`` to the registry, answering ``401`` challenges (see the module).
 
         One try of the request itself (callers retry the whole exchange); the token endpoint is
         retried here. The response is returned whatever its status but ``401``; its body is
-        left unread. ``reference`` names what is fetched in errors.
+        left unread. ``reference`` names what is fetched in errors. A request ``body`` (bytes:
+        it is sent again after a challenge) goes to the registry's own origin only.
         """
         send = dict(headers or {})
         state = _Round()
         self._authorize(send, state)
-        response = self.transport.request_registry(method, self.registry, path, headers=send)
+        request = self.transport.request_registry
+        response = request(method, self.registry, path, headers=send, body=body)
         while response.status == 401:
             self._check_origin(response, reference)
             self._answer(response, send, state, reference)
             state.rounds += 1
-            response = self.transport.request_registry(method, self.registry, path, headers=send)
+            response = request(method, self.registry, path, headers=send, body=body)
         return response
 
     def _check_origin(self, response: BaseHTTPResponse, reference: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from tank.store.content import (
-    BlobWriter,
     CacheWarning,
     CorruptBlob,
     RefRecord,
     Store,
     default_cache_dir,
 )
+from tank.store.ingest import BlobWriter
 
 __all__ = [
     "BlobWriter",

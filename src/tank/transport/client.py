@@ -29,6 +29,7 @@ import os
 import re
 import ssl
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -81,13 +82,17 @@ from tank.transport.tls import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from urllib3 import BaseHTTPResponse
 
 MAX_REDIRECTS: Final = 10
 USER_AGENT: Final = f"tank/{__version__}"
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+#: what a request may send: bytes, or chunks of them (an upload streamed from a file)
+Body = bytes | Iterable[bytes]
 
 
 def _redirect_target(url: str, location: str) -> str:
@@ -276,17 +281,19 @@ class Transport:
         *,
         headers: Mapping[str, str] | None = None,
         preload: bool = False,
+        body: Body | None = None,
     ) -> BaseHTTPResponse:
         """Send ``method registry/path``, following redirects; credentials stay on the registry.
 
         ``headers`` may hold ``Authorization``: it is sent to the registry's own origin only. The
         response is returned whatever its status; with ``preload=False`` the body is left unread
-        (read it, then call :func:`release`).
+        (read it, then call :func:`release`). A request with a ``body`` (an upload) is not
+        redirected (see :meth:`request`).
         """
         base = f"{self._scheme_for(registry)}://{registry}"
         return self.request(
             method, base + path, headers=headers, credentials_origin=Origin.of(base),
-            preload=preload,
+            preload=preload, body=body,
         )
 
     def request(
@@ -297,7 +304,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         credentials_origin: Origin | None = None,
         preload: bool = False,
-        body: bytes | None = None,
+        body: Body | None = None,
         secret_body: bool = False,
     ) -> BaseHTTPResponse:
         """Send a request to an absolute URL, following redirects by the policy above.
@@ -367,7 +374,7 @@ class Transport:
 
     def _urlopen(
         self, method: str, url: str, headers: Mapping[str, str], *, preload: bool,
-        body: bytes | None = None,
+        body: Body | None = None,
     ) -> BaseHTTPResponse:
         shown = strip_query(url)  # a signed URL's query is a secret: never in an error
         manager = self._manager(url)
