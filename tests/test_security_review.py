@@ -17,13 +17,21 @@ from pathlib import Path
 import pytest
 
 import tank
-from support.unpacking import IS_ROOT, E, build, layer, seed_store, unprivileged
+from support.unpacking import IS_ROOT, NOBODY, E, build, layer, seed_store, unprivileged
 from tank import pull, unpack
 from tank import registry as api
 from tank.auth.credentials import CredentialStore
 from tank.auth.tokens import TokenCache
 from tank.digest import compute
-from tank.errors import AuthError, RegistryError, TankError, TransportError
+from tank.errors import (
+    ArchiveError,
+    AuthError,
+    LayoutError,
+    RegistryError,
+    TankError,
+    TransportError,
+    UnpackError,
+)
 from tank.mediatypes import OCI_INDEX, OCI_MANIFEST
 from tank.outputs.rootfs import rootfs_path
 from tank.registry.taglist import next_link
@@ -87,6 +95,80 @@ def test_a_401_from_the_registry_itself_is_still_answered(
     assert api.blob(front.host, seeded.repo, layer.digest, credentials=("u", "p")) == layer.data
     basic = [r for r in front.requests if r.headers.get("authorization", "").startswith("Basic")]
     assert basic  # the registry's own challenge got the credentials
+
+
+# -- 2. outputs never follow links planted in them, and (as root) never another user's ---------
+
+
+def _layout_with(tmp_path: Path) -> tuple[Path, Path]:
+    """An existing layout directory and a victim directory outside it."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("keep")
+    return layout, victim
+
+
+@pytest.mark.parametrize("planted", ["blobs", "blobs/sha256", "index.json", ".tank.lock"])
+def test_an_oci_layout_with_a_planted_symlink_is_refused(
+    planted: str, registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    layout, victim = _layout_with(tmp_path)
+    link = layout / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = victim if planted.startswith("blobs") else victim / "keep"
+    link.symlink_to(target)
+    with pytest.raises(LayoutError, match=r"symlink|not a directory|not a regular"):
+        pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path / "cache",
+             output=f"oci:{layout}:v1")
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"]  # nothing written through
+    assert (victim / "keep").read_text() == "keep"  # a symlinked lock truncated nothing
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the ownership rule applies when tank runs as root")
+def test_as_root_another_users_layout_rootfs_or_archive_directory_is_refused(
+    registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    ref = f"{registry.host}/{seeded.repo}:latest"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(LayoutError, match="belongs to uid"):
+        pull(ref, cache=tmp_path / "c", output=f"oci:{theirs}:v1")
+    with pytest.raises(UnpackError, match="belongs to uid"):
+        pull(ref, cache=tmp_path / "c", output=f"rootfs:{theirs}")
+    with pytest.raises(ArchiveError, match="belongs to uid"):
+        pull(ref, cache=tmp_path / "c", output=f"docker-archive:{theirs / 'a.tar'}")
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_rootfs_destination_that_is_a_symlink_is_refused(
+    registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    dest = tmp_path / "dest"
+    dest.symlink_to(victim)
+    with pytest.raises(UnpackError, match="symbolic link"):
+        pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path / "c",
+             output=f"rootfs:{dest}")
+    assert list(victim.iterdir()) == []
+
+
+def test_a_docker_archive_replaces_a_planted_symlink_instead_of_writing_through_it(
+    registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    archive = tmp_path / "out.tar"
+    archive.symlink_to(victim)
+    pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path / "c",
+         output=f"docker-archive:{archive}")
+    assert victim.read_text() == "keep"
+    assert not archive.is_symlink()
+    assert archive.stat().st_size > 1024
 
 
 # -- 3. the rootfs cache exposes nothing to other local users ---------------------------------

@@ -8,6 +8,10 @@
   exclusively (never through a symlink planted there) and removed again if writing it fails.
 - :func:`write_atomically`: a small file replaced whole (temporary file, fsync, rename, fsync of
   the directory): a reader sees the old content or the new, never a part.
+- :class:`Dir`: a directory worked in through its descriptor: subdirectories opened with
+  ``O_NOFOLLOW`` (a symlink planted at ``blobs/`` is refused, never followed), files created with
+  ``O_EXCL | O_NOFOLLOW``, renames and links relative to the descriptor. Outputs that other users
+  might have prepared (an OCI layout) are written only this way.
 - :func:`reflink` and :func:`copy_data`: a file's content copied by the cheapest means the kernel
   offers: a copy-on-write clone (``FICLONE``), else ``copy_file_range`` (in the kernel, and a
   server-side copy on NFS), else ``read`` and ``write``.
@@ -141,6 +145,135 @@ def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> Non
         out.write(data)
 
 
+_O_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Dir:
+    """An open directory, and the operations tank does inside it without following a symlink.
+
+    :ivar path: the directory's path (for messages only: every operation goes through
+        :attr:`fd`).
+    :ivar fd: its descriptor.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def open(cls, path: Path, *, follow: bool = True) -> Dir:
+        """Open the directory ``path`` (its last component followed only with ``follow``)."""
+        flags = _O_DIR if not follow else _O_DIR & ~os.O_NOFOLLOW
+        return cls(path, os.open(path, flags))
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        os.close(self.fd)
+
+    def __enter__(self) -> Dir:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def subdir(self, name: str, *, create: bool = False, mode: int = 0o755) -> Dir:
+        """The subdirectory ``name`` (created first with ``create``), opened with
+        ``O_NOFOLLOW``: a symlink there is an :class:`OSError` (``ELOOP``/``ENOTDIR``)."""
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, mode, dir_fd=self.fd)
+        return Dir(self.path / name, os.open(name, _O_DIR, dir_fd=self.fd))
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        """``lstat`` of ``name`` here; ``None`` when there is none."""
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def read(self, name: str, cap: int) -> bytes | None:
+        """Up to ``cap + 1`` bytes of the regular file ``name`` (never through a symlink);
+        ``None`` when there is no such entry."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        with open(fd, "rb") as f:
+            return f.read(cap + 1)
+
+    @contextlib.contextmanager
+    def new_file(self, name: str, mode: int = 0o644) -> Iterator[int]:
+        """Create ``name`` exclusively (``O_EXCL | O_NOFOLLOW``) and yield its descriptor; on
+        failure the file is removed."""
+        fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+            dir_fd=self.fd,
+        )
+        try:
+            yield fd
+        except BaseException:
+            os.close(fd)
+            self.remove(name)
+            raise
+        os.close(fd)
+
+    def link_from(self, source: Path, name: str) -> bool:
+        """Hard-link ``source`` here as ``name``; False where the filesystem refuses."""
+        try:
+            os.link(source, name, dst_dir_fd=self.fd)
+        except OSError:  # EXDEV across filesystems, EPERM (protected_hardlinks), EMLINK, …
+            return False
+        return True
+
+    def rename(self, name: str, final: str) -> None:
+        """Rename ``name`` over ``final`` (an entry already there, a symlink included, is
+        replaced itself, never followed)."""
+        os.rename(name, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def remove(self, name: str) -> None:
+        """Unlink ``name`` if it is there."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.fd)
+
+    def temp_name(self, final: str) -> str:
+        """A fresh temporary name beside ``final`` (see :func:`temp_name`)."""
+        return temp_name(Path(final)).name
+
+    def write_atomically(self, name: str, data: bytes, mode: int | None = None) -> None:
+        """Replace ``name`` whole with ``data``: temporary file, fsync, rename, fsync here."""
+        tmp = self.temp_name(name)
+        with self.new_file(tmp) as fd:
+            write_all(fd, data)
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        try:
+            self.rename(tmp, name)
+        except BaseException:
+            self.remove(tmp)
+            raise
+        self.fsync()
+
+    def fsync(self) -> None:
+        """Make the entries renamed, linked or removed here durable (see :func:`fsync_dir`)."""
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            if exc.errno not in _NO_DIR_FSYNC:
+                raise StorageError(
+                    f"fsync of directory {self.path} failed: {exc.strerror}",
+                    path=str(self.path), errno=exc.errno,
+                ) from exc
+
+
+def foreign_owner(st: os.stat_result) -> int | None:
+    """When tank runs as root, the uid of another user who owns what ``st`` describes (and
+    could redirect or reach what root writes there); ``None`` otherwise."""
+    if os.geteuid() == 0 and st.st_uid != 0:
+        return st.st_uid
+    return None
+
+
 def reflink(src_fd: int, dst_fd: int) -> bool:
     """Make the file ``dst_fd`` a copy-on-write clone of ``src_fd`` (Linux ``FICLONE``: btrfs,
     XFS, bcachefs, …); ``False``, with nothing written, where the filesystem cannot
@@ -199,8 +332,10 @@ def _copy_range(src_fd: int, dst_fd: int, size: int | None) -> bool:
 __all__ = [
     "FICLONE",
     "TMP_PREFIX",
+    "Dir",
     "atomic_file",
     "copy_data",
+    "foreign_owner",
     "fsync_dir",
     "new_file",
     "reflink",

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from tank._fs import atomic_file
+from tank._fs import atomic_file, foreign_owner
 from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.errors import ArchiveError, DigestMismatch, InvalidReference
 from tank.layers.compression import CHUNK, diff_id_of, layer_compression, open_layer
@@ -204,6 +204,12 @@ def write_docker_archive(
     if final.is_dir():
         raise ArchiveError(f"{final}: is a directory; a docker-archive is a file")
     final.parent.mkdir(parents=True, exist_ok=True)
+    owner = foreign_owner(final.parent.stat())
+    if owner is not None:
+        raise ArchiveError(
+            f"{final.parent}: belongs to uid {owner}; as root, tank writes archives only into "
+            "directories root owns (their owner could swap what is written)"
+        )
     with atomic_file(final, mode=_FILE_MODE, readable=True, buffering=CHUNK) as out:
         tar = _TarWriter(out)
         tar.add_bytes("manifest.json", _json(manifest))

@@ -26,7 +26,8 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,16 +35,7 @@ from typing import Any, Final
 from filelock import FileLock
 
 from tank import _json
-from tank._fs import (
-    FICLONE,
-    TMP_PREFIX,
-    copy_data,
-    fsync_dir,
-    new_file,
-    reflink,
-    temp_name,
-    write_atomically,
-)
+from tank._fs import FICLONE, TMP_PREFIX, Dir, copy_data, foreign_owner, reflink
 from tank.digest import Digest
 from tank.errors import InvalidReference, LayoutError, SizeMismatch
 from tank.mediatypes import OCI_INDEX
@@ -56,6 +48,8 @@ LAYOUT_VERSION: Final = "1.0.0"
 LOCK_NAME: Final = ".tank.lock"
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _READ_ONLY: Final = 0o444
+#: an ``index.json`` larger than this is refused (one entry is ~300 bytes)
+MAX_INDEX_JSON: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,11 +116,16 @@ def write_image(
     every other entry and key is kept), with ``platform`` when given. ``copy=True`` forbids hard
     links (reflinks stay allowed: they are copy-on-write). Copies and clones are made read-only.
 
+    The layout may be one someone else prepared, so nothing in it is trusted: every file and
+    directory inside is reached through directory descriptors, never through a symlink (a
+    symlink at ``blobs/``, ``blobs/<alg>/``, ``index.json``, ``oci-layout`` or the lock is an
+    error), and as root a layout owned by another user is refused.
+
     The directory and its parents are created if needed. Raises :class:`LayoutError` for a
-    non-empty directory that is not a layout, an unreadable ``oci-layout`` or ``index.json``, or a
-    manifest that is neither given nor in the layout; :class:`~tank.errors.SizeMismatch` when the
-    manifest's file is not ``manifest_size`` bytes; :class:`~tank.errors.InvalidDigest` for a bad
-    digest.
+    non-empty directory that is not a layout, an unreadable ``oci-layout`` or ``index.json``, a
+    symlink inside, another user's layout (as root), or a manifest that is neither given nor in
+    the layout; :class:`~tank.errors.SizeMismatch` when the manifest's file is not
+    ``manifest_size`` bytes; :class:`~tank.errors.InvalidDigest` for a bad digest.
     """
     root = Path(target_dir)
     top = Digest.parse(manifest_digest)
@@ -138,35 +137,14 @@ def write_image(
 
     _check_target(root)  # before creating anything, not even the lock file
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(root / LOCK_NAME):
+    with _open_layout(root) as layout, _layout_lock(layout):
         _check_target(root)
-        _ensure_oci_layout(root)
-        index = _read_index(root)
-        blob_root = root / "blobs"
-        blob_root.mkdir(exist_ok=True)
-        _sweep_temporaries(root)
-
-        top_path = sources.get(top) or _blob_path(blob_root, top)
-        try:
-            actual = top_path.stat().st_size
-        except FileNotFoundError:
-            raise LayoutError(
-                f"{root}: the manifest {top} is neither among the blobs given nor in the layout"
-            ) from None
-        if actual != manifest_size:
-            raise SizeMismatch(manifest_size, actual, what="manifest", digest=top)
-
-        touched: set[Path] = set()
-        for digest, source in sources.items():
-            dest = _blob_path(blob_root, digest)
-            if not dest.parent.is_dir():
-                dest.parent.mkdir(exist_ok=True)
-                touched.add(blob_root)
-            if _place_blob(source, dest, digest, copy=copy):
-                touched.add(dest.parent)
-        for directory in sorted(touched, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(directory)
-
+        _ensure_oci_layout(layout)
+        index = _read_index(layout)
+        with _subdir(layout, "blobs") as blob_root:
+            _sweep_temporaries(layout, blob_root)
+            _check_top(blob_root, sources, top, manifest_size)
+            _place_blobs(blob_root, sources, copy=copy)
         _drop_ref(index, ref_name)
         entry: dict[str, Any] = {
             "mediaType": manifest_media_type,
@@ -177,7 +155,7 @@ def write_image(
         if platform is not None:
             entry["platform"] = dict(platform)
         index["manifests"].append(entry)
-        write_atomically(root / "index.json", json.dumps(index, separators=(",", ":")).encode())
+        layout.write_atomically("index.json", json.dumps(index, separators=(",", ":")).encode())
 
 
 # -- the layout's own files --------------------------------------------------------------------
@@ -202,28 +180,88 @@ def _check_target(root: Path) -> None:
         )
 
 
-def _ensure_oci_layout(root: Path) -> None:
-    """Write ``oci-layout`` if absent; check the version of one that is there."""
-    path = root / "oci-layout"
+def _open_layout(root: Path) -> Dir:
+    """The layout's root directory, open; as root, one owned by another user is refused (its
+    owner could plant links in it)."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        layout = Dir.open(root)
+    except OSError as exc:
+        raise LayoutError(f"{root}: cannot open the layout: {exc.strerror}") from None
+    owner = foreign_owner(os.fstat(layout.fd))
+    if owner is not None:
+        layout.close()
+        raise LayoutError(
+            f"{root}: the layout belongs to uid {owner}; as root, tank writes only into "
+            "layouts root owns (their owner could redirect what is written)"
+        )
+    return layout
+
+
+@contextlib.contextmanager
+def _subdir(parent: Dir, name: str) -> Iterator[Dir]:
+    """``parent/name``, created if needed, never through a symlink."""
+    try:
+        child = parent.subdir(name, create=True)
+    except OSError as exc:
+        raise LayoutError(
+            f"{parent.path / name}: is not a directory of the layout (a symlink, or another "
+            f"kind of file: {exc.strerror}); tank never writes through links in a layout"
+        ) from None
+    with child:
+        yield child
+
+
+@contextlib.contextmanager
+def _layout_lock(layout: Dir) -> Iterator[None]:
+    """The writers' lock, ``.tank.lock`` (refused when it is a symlink; lock errors are
+    :class:`LayoutError`)."""
+    st = layout.lstat(LOCK_NAME)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise LayoutError(f"{layout.path / LOCK_NAME}: is not a regular file (a symlink?)")
+    try:
+        lock = FileLock(layout.path / LOCK_NAME)
+        lock.acquire()
+    except OSError as exc:
+        raise LayoutError(f"{layout.path / LOCK_NAME}: cannot lock the layout: {exc}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _regular(layout: Dir, name: str, cap: int) -> bytes | None:
+    """The layout file ``name`` (never through a symlink); ``None`` when absent."""
+    try:
+        data = layout.read(name, cap)
+    except OSError as exc:
+        raise LayoutError(
+            f"{layout.path / name}: cannot read it ({exc.strerror}); a symlink there is refused"
+        ) from None
+    if data is not None and len(data) > cap:
+        raise LayoutError(f"{layout.path / name}: larger than {cap} bytes")
+    return data
+
+
+def _ensure_oci_layout(layout: Dir) -> None:
+    """Write ``oci-layout`` if absent; check the version of one that is there."""
+    raw = _regular(layout, "oci-layout", 64 * 1024)
+    if raw is None:
         text = json.dumps({"imageLayoutVersion": LAYOUT_VERSION})
-        write_atomically(root / "oci-layout", text.encode())
+        layout.write_atomically("oci-layout", text.encode())
         return
+    path = layout.path / "oci-layout"
     doc = _json.loads_object(raw, what=str(path), error=LayoutError)
     version = doc.get("imageLayoutVersion")
     if not isinstance(version, str) or version.split(".")[0] != "1":
         raise LayoutError(f"{path}: unsupported imageLayoutVersion {version!r} (tank writes 1.x)")
 
 
-def _read_index(root: Path) -> dict[str, Any]:
+def _read_index(layout: Dir) -> dict[str, Any]:
     """The layout's ``index.json`` as a dict (a new, empty index when there is none)."""
-    path = root / "index.json"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = _regular(layout, "index.json", MAX_INDEX_JSON)
+    if raw is None:
         return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    path = layout.path / "index.json"
     index = _json.loads_object(raw, what=str(path), error=LayoutError)
     manifests = index.setdefault("manifests", [])
     if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
@@ -242,88 +280,114 @@ def _drop_ref(index: dict[str, Any], ref_name: str) -> None:
     index["manifests"] = kept
 
 
-def _sweep_temporaries(root: Path) -> None:
+def _sweep_temporaries(layout: Dir, blob_root: Dir) -> None:
     """Remove temporary files a crashed writer left (called under the lock, so none is live)."""
-    dirs = [root]
-    with contextlib.suppress(FileNotFoundError), os.scandir(root / "blobs") as entries:
-        dirs += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-    for directory in dirs:
-        with os.scandir(directory) as entries:
-            stale = [e.path for e in entries if e.name.startswith(TMP_PREFIX)]
-        for path in stale:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    dirs = [layout, blob_root]
+    algorithms = []
+    with os.scandir(blob_root.fd) as entries:
+        algorithms = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    opened = []
+    for name in algorithms:
+        with contextlib.suppress(OSError):
+            opened.append(blob_root.subdir(name))
+    try:
+        for directory in dirs + opened:
+            with os.scandir(directory.fd) as entries:
+                stale = [e.name for e in entries if e.name.startswith(TMP_PREFIX)]
+            for name in stale:
+                directory.remove(name)
+    finally:
+        for directory in opened:
+            directory.close()
 
 
 # -- placing files -----------------------------------------------------------------------------
 
 
-def _blob_path(blob_root: Path, digest: Digest) -> Path:
-    """``blobs/<alg>/<hex>`` (the digest is validated, so neither part can escape)."""
-    return blob_root / digest.algorithm / digest.hex
+def _check_top(blob_root: Dir, sources: Mapping[Digest, Path], top: Digest, size: int) -> None:
+    """The top manifest is given, or already in the layout, with the size the entry says."""
+    source = sources.get(top)
+    if source is not None:
+        actual: int | None = source.stat().st_size if source.exists() else None
+    else:
+        try:
+            with blob_root.subdir(top.algorithm) as alg:
+                st = alg.lstat(top.hex)
+        except OSError:
+            st = None
+        actual = st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+    if actual is None:
+        raise LayoutError(
+            f"{blob_root.path.parent}: the manifest {top} is neither among the blobs given nor "
+            "in the layout"
+        )
+    if actual != size:
+        raise SizeMismatch(size, actual, what="manifest", digest=top)
 
 
-def _place_blob(source: Path, dest: Path, digest: Digest, *, copy: bool) -> bool:
-    """Put ``source`` at ``dest``; False if a file of the right size is already there."""
+def _place_blobs(blob_root: Dir, sources: Mapping[Digest, Path], *, copy: bool) -> None:
+    """Put every source at ``blobs/<alg>/<hex>``; fsync the directories that changed."""
+    by_algorithm: dict[str, list[tuple[Digest, Path]]] = {}
+    for digest, source in sources.items():
+        by_algorithm.setdefault(digest.algorithm, []).append((digest, source))
+    created = False
+    for algorithm, items in sorted(by_algorithm.items()):
+        created = created or blob_root.lstat(algorithm) is None
+        with _subdir(blob_root, algorithm) as directory:
+            changed = [_place_blob(source, directory, d, copy=copy) for d, source in items]
+            if any(changed):
+                directory.fsync()
+    if created:
+        blob_root.fsync()
+
+
+def _place_blob(source: Path, directory: Dir, digest: Digest, *, copy: bool) -> bool:
+    """Put ``source`` at ``directory/<hex>``; False if a file of the right size is already
+    there (a symlink there is replaced, never followed)."""
     try:
         size = source.stat().st_size
     except FileNotFoundError:
         raise LayoutError(f"blob {digest}: its source {source} does not exist") from None
-    with contextlib.suppress(FileNotFoundError):
-        if dest.stat().st_size == size:
-            return False
-    tmp = temp_name(dest)
+    st = directory.lstat(digest.hex)
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == size:
+        return False
+    tmp = directory.temp_name(digest.hex)
     try:
-        if not _reflink(source, tmp, size, digest) and (copy or not _hard_link(source, tmp)):
-            _copy(source, tmp, size, digest)
-        os.replace(tmp, dest)
+        if not _clone_or_copy(source, directory, tmp, size, digest, clone_only=True) and (
+            copy or not directory.link_from(source, tmp)
+        ):
+            _clone_or_copy(source, directory, tmp, size, digest, clone_only=False)
+        directory.rename(tmp, digest.hex)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        directory.remove(tmp)
         raise
     return True
 
 
-def _reflink(source: Path, tmp: Path, size: int, digest: Digest) -> bool:
-    """Clone ``source`` to ``tmp`` with ``FICLONE``; False (and no ``tmp``) where unsupported."""
-    with source.open("rb") as src:
-        try:
-            with new_file(tmp) as fd:
-                if not reflink(src.fileno(), fd):
-                    raise _CannotClone
-                _finish_copy(fd, size, digest)
-        except _CannotClone:
-            return False
+def _clone_or_copy(
+    source: Path, directory: Dir, name: str, size: int, digest: Digest, *, clone_only: bool
+) -> bool:
+    """``source`` as the new file ``directory/name``: a reflink clone, or (unless
+    ``clone_only``) a copy; read-only and fsynced. False, with nothing left, when it cannot
+    clone."""
+    try:
+        with source.open("rb") as src, directory.new_file(name) as fd:
+            if not reflink(src.fileno(), fd):
+                if clone_only:
+                    raise _CannotClone  # new_file removes what it created
+                copy_data(src.fileno(), fd)
+            actual = os.fstat(fd).st_size
+            if actual != size:
+                raise SizeMismatch(size, actual, what="blob copy", digest=digest)
+            os.fchmod(fd, _READ_ONLY)
+            os.fsync(fd)
+    except _CannotClone:
+        return False
     return True
 
 
 class _CannotClone(Exception):
     """This filesystem cannot clone (the temporary file is already removed)."""
-
-
-def _hard_link(source: Path, tmp: Path) -> bool:
-    """Hard-link ``source`` as ``tmp``; False where the filesystem or the kernel refuses."""
-    try:
-        os.link(source, tmp)
-    except OSError:  # EXDEV across filesystems, EPERM (protected_hardlinks), EMLINK, ENOTSUP …
-        return False
-    return True
-
-
-def _copy(source: Path, tmp: Path, size: int, digest: Digest) -> None:
-    """Copy ``source`` to ``tmp`` in the kernel where possible, then make it read-only."""
-    with source.open("rb") as src, new_file(tmp) as fd:
-        copy_data(src.fileno(), fd)
-        _finish_copy(fd, size, digest)
-
-
-def _finish_copy(fd: int, size: int, digest: Digest) -> None:
-    """Check the new file's size, make it read-only like the cache, and fsync it."""
-    actual = os.fstat(fd).st_size
-    if actual != size:
-        raise SizeMismatch(size, actual, what="blob copy", digest=digest)
-    os.fchmod(fd, _READ_ONLY)
-    os.fsync(fd)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from tank._fs import foreign_owner
 from tank.digest import Digest
 from tank.errors import CacheMiss, InvalidImageConfig, UnpackError, UnsupportedLayer
 from tank.image.config import ImageConfig
@@ -30,6 +31,7 @@ from tank.layers.tar import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES
 from tank.outputs.rootfs.apply import Applier, UnpackProgress
 from tank.outputs.rootfs.copy import copy_tree
 from tank.outputs.rootfs.remove import clear_dir, clear_fd, remove_path
+from tank.outputs.rootfs.tree import O_DIR
 from tank.store import CacheWarning, Store
 from tank.store.rootfs import build_lock, build_path, stale_builds, tree_path
 
@@ -118,7 +120,7 @@ def unpack_layers(
     if max_layer_bytes < 0 or max_entries < 0:
         raise ValueError("max_layer_bytes and max_entries must not be negative")
     dest = Path(dest)
-    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = os.open(dest, O_DIR)  # O_NOFOLLOW: never a symlink swapped in since the check
     try:
         if os.listdir(root_fd):
             raise UnpackError(f"{dest} is not empty")
@@ -161,14 +163,26 @@ def is_rootless(rootless: bool | None) -> bool:
 
 
 def _prepare_dest(dest: Path) -> bool:
-    """Check ``dest`` is absent or an empty directory; create it if absent. Whether it was."""
+    """Check ``dest`` is absent or an empty directory; create it if absent. Whether it was.
+
+    A ``dest`` that is a symlink is refused (it would send the tree elsewhere), and so is, when
+    tank runs as root, one owned by another user (who could then reach the image's setuid files
+    and device nodes, or swap what is inside)."""
     try:
-        st = dest.stat()
+        st = dest.lstat()
     except FileNotFoundError:
         dest.mkdir(parents=True)
         return True
+    if stat.S_ISLNK(st.st_mode):
+        raise UnpackError(f"{dest} is a symbolic link; tank unpacks only into a real directory")
     if not stat.S_ISDIR(st.st_mode):
         raise UnpackError(f"{dest} exists and is not a directory")
+    owner = foreign_owner(st)
+    if owner is not None:
+        raise UnpackError(
+            f"{dest} belongs to uid {owner}; as root, tank unpacks only into directories root "
+            "owns (another user could reach the image's setuid files and device nodes)"
+        )
     if any(True for _ in os.scandir(dest)):
         raise UnpackError(f"{dest} exists and is not empty")
     return False

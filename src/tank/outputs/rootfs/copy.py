@@ -150,7 +150,7 @@ def copy_tree(source: Path, dest: Path, *, rootless: bool) -> None:
     """Copy the tree at ``source`` into the empty directory ``dest`` (root metadata included)."""
     src = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        dst = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dst = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             st = os.fstat(src)
             copier = Copier(dst, rootless=rootless)
