@@ -194,10 +194,10 @@ def test_registries_conf_entries(isolated: IsolatedEnv) -> None:
     assert endpoints("example.com/other/app") == [("example.com", "other/app", False, False)]
     assert endpoints("git.corp.example:8443/x/y") == [
         ("corp-cache.lan", "x/y", True, False),
-        ("git.corp.example:8443", "x/y", False, False),
+        ("git.corp.example:8443", "x/y", False, True),  # the wildcard entry is insecure
     ]
     assert "v1-insecure.lan" in cfg.insecure()
-    assert "insecure-mirror.lan:5000" in cfg.insecure()
+    assert "insecure-mirror.lan:5000" not in cfg.insecure()  # only its /hub entry is insecure
     for blocked in ("old.example.com/a/b", "v1-blocked.lan/c"):
         with pytest.raises(ConfigError, match=r"is blocked by .*registries\.conf"):
             cfg.endpoints(parse_reference(blocked))

@@ -203,7 +203,7 @@ def test_registries_conf_blocked(
     isolated.registries_conf.write_text(
         f'[[registry]]\nlocation = "{registry.host}"\nblocked = true\n'
     )
-    with pytest.raises(ConfigError, match=f"pulling {registry.host}/{seeded.repo} is blocked"):
+    with pytest.raises(ConfigError, match=f"{registry.host}/{seeded.repo} is blocked"):
         pull(f"{registry.host}/{seeded.repo}:latest", cache=tmp_path)
     done = isolated.tank("pull", f"{registry.host}/{seeded.repo}:latest", "--cache",
                          str(tmp_path))

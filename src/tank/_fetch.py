@@ -18,14 +18,18 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from tank._cancel import Cancel
+from tank.auth.credentials import Credentials, CredentialsArg, coerce
+from tank.auth.tokens import TokenCache
+from tank.config import Config, Endpoint
 from tank.digest import Digest, Hasher
 from tank.errors import CacheMiss, DigestMismatch, InvalidManifest, TankError, UnsupportedManifest
 from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
 from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.reference import DEFAULT_TAG, Reference
-from tank.registry import Repository
+from tank.registry import Client, Repository
 from tank.retry import RetryPolicy
 from tank.store import BlobWriter, Store
+from tank.transport import Transport
 
 _T = TypeVar("_T")
 _log = logging.getLogger("tank.pull")
@@ -65,55 +69,48 @@ class Source:
         return f"{self.repo.registry}/{self.repo.name}"
 
 
-class Fetcher:
-    """Manifests and blobs of one reference, into one store (see the module)."""
+def open_sources(
+    reference: Reference,
+    endpoints: list[Endpoint],
+    credentials: CredentialsArg,
+    transport: Transport,
+    retry: RetryPolicy,
+) -> list[Source]:
+    """A :class:`Source` per endpoint (:meth:`tank.config.Config.endpoints`), all on one pool
+    and one token cache. The image's own registry gets the caller's credentials; another host
+    only a credential *source*'s lookup for that host (a mirror never gets credentials meant for
+    another). Each endpoint is insecure as its configuration entry says."""
+    tokens = TokenCache()
+    out = []
+    for e in endpoints:
+        creds: CredentialsArg = credentials
+        if e.registry != reference.registry and isinstance(coerce(credentials), Credentials):
+            creds = None  # the caller's credentials are for the image's registry only
+        client = Client(
+            e.registry, credentials=creds, transport=transport, retry=retry, token_cache=tokens,
+            config=_UNBLOCKED, insecure=e.insecure,
+        )
+        out.append(Source(client.repository(e.repository), mirror=e.mirror))
+    return out
 
-    def __init__(
-        self,
-        ref: Reference,
-        store: Store,
-        sources: list[Source],
-        *,
-        retry: RetryPolicy,
-        offline: bool = False,
-        refresh: bool = False,
-        jobs: int = 4,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> None:
-        self.ref = ref
-        self.store = store
+
+class Endpoints:
+    """The endpoints an image can come from, mirrors first, and which one serves it."""
+
+    def __init__(self, sources: list[Source], retry: RetryPolicy) -> None:
         self.sources = sources
+        self.retry = retry
         self.upstream = sources[-1]
         self.source = self.upstream
         self.source_known = len(sources) == 1
-        self.retry = retry
-        self.offline = offline
-        self.refresh = refresh
-        self.jobs = jobs
-        self.progress = progress
-        #: set (by Ctrl-C, a failed worker or the caller's ``cancel``): downloads stop at their
-        #: next chunk with KeyboardInterrupt, keeping their ingest files for a resume
-        self.cancelled = cancel if cancel is not None else Cancel()
-        self.downloaded = 0
-        self.cached = 0
-        self._count_lock = threading.Lock()
-        self.place = Where(ref.registry, ref.repository, ref.fetch_reference)
 
-    def emit(self, event: ProgressEvent) -> None:
-        """Report ``event`` to the progress callback, if any."""
-        if self.progress is not None:
-            self.progress(event)
-
-    # -- mirrors: which endpoint serves -------------------------------------------------------
-
-    def on_sources(self, fn: Callable[[Source, RetryPolicy], _T], *, top: bool) -> _T:
+    def on(self, fn: Callable[[Source, RetryPolicy], _T], *, top: bool) -> _T:
         """``fn`` on the first endpoint that answers; a mirror's failure or miss falls through.
 
         For the top manifest (``top``), and for anything asked before it (a manifest found in
         the cache), every endpoint in order, mirrors with at most two tries each so that one that
-        is down costs little; the one that answers the top manifest serves the rest of the pull:
-        first it, then the registry itself when it was a mirror.
+        is down costs little; the one that answers the top manifest serves the rest: first it,
+        then the registry itself when it was a mirror.
         """
         known = self.source_known and not top
         if known:
@@ -139,6 +136,67 @@ class Fetcher:
         if top:
             self.source, self.source_known = candidates[-1], True
         return result
+
+    @property
+    def mirror(self) -> str | None:
+        """The mirror that served, ``None`` when the registry itself did."""
+        return str(self.source) if self.source.mirror else None
+
+
+#: the endpoints are resolved already (blocked checked): their clients need no second look
+_UNBLOCKED = Config()
+
+
+class Fetcher:
+    """Manifests and blobs of one reference, into one store (see the module)."""
+
+    def __init__(
+        self,
+        ref: Reference,
+        store: Store,
+        sources: list[Source],
+        *,
+        retry: RetryPolicy,
+        offline: bool = False,
+        refresh: bool = False,
+        jobs: int = 4,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.ref = ref
+        self.store = store
+        self.endpoints = Endpoints(sources, retry)
+        self.retry = retry
+        self.offline = offline
+        self.refresh = refresh
+        self.jobs = jobs
+        self.progress = progress
+        #: set (by Ctrl-C, a failed worker or the caller's ``cancel``): downloads stop at their
+        #: next chunk with KeyboardInterrupt, keeping their ingest files for a resume
+        self.cancelled = cancel if cancel is not None else Cancel()
+        self.downloaded = 0
+        self.cached = 0
+        self._count_lock = threading.Lock()
+        self.place = Where(ref.registry, ref.repository, ref.fetch_reference)
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Report ``event`` to the progress callback, if any."""
+        if self.progress is not None:
+            self.progress(event)
+
+    def on_sources(self, fn: Callable[[Source, RetryPolicy], _T], *, top: bool) -> _T:
+        """:meth:`Endpoints.on`: ``fn`` on the endpoint that serves (mirrors fall through)."""
+        return self.endpoints.on(fn, top=top)
+
+    @property
+    def source(self) -> Source:
+        """The endpoint serving the pull (the registry itself until a mirror answered)."""
+        return self.endpoints.source
+
+    @property
+    def upstream(self) -> Source:
+        """The image's own registry (always the last endpoint)."""
+        return self.endpoints.upstream
 
     # -- manifests ---------------------------------------------------------------------------
 
@@ -307,4 +365,12 @@ class Fetcher:
             raise (real or errors)[0]  # type: ignore[misc]
 
 
-__all__ = ["EventKind", "Fetcher", "ProgressCallback", "ProgressEvent", "Source"]
+__all__ = [
+    "Endpoints",
+    "EventKind",
+    "Fetcher",
+    "ProgressCallback",
+    "ProgressEvent",
+    "Source",
+    "open_sources",
+]

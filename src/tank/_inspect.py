@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tank import _json, mediatypes
+from tank._fetch import Endpoints, Source, open_sources
 from tank.auth.credentials import CredentialsArg
+from tank.config import Config, default_config, default_transport
 from tank.digest import Digest
 from tank.errors import DigestMismatch, InvalidManifest, InvalidReference, UnsupportedManifest
 from tank.image import (
@@ -41,8 +43,8 @@ from tank.image import (
 from tank.platform import Platform, is_attestation
 from tank.reference import Reference
 from tank.reference import parse as parse_reference
-from tank.registry import Client, Repository
-from tank.retry import RetryPolicy
+from tank.registry import BlobSink, ManifestHead, ManifestInfo
+from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.transport import Transport
 
 Kind = Literal["index", "image"]
@@ -245,20 +247,72 @@ def _parse_platform(platform: str | Platform | None) -> Platform | None:
     return Platform.parse(platform) if isinstance(platform, str) else platform
 
 
-def _repository(
-    reference: Reference,
-    transport: Transport | None,
-    retry: RetryPolicy | None,
-    credentials: CredentialsArg,
-) -> Repository:
-    client = Client(reference.registry, credentials=credentials, transport=transport, retry=retry)
-    return client.repository(reference.repository)
+class Reader:
+    """The registry conversation of one read command: the endpoints the configuration gives the
+    reference (mirrors first, the registry last; ``blocked`` refused before any request), the
+    first that answers serving the rest, as a pull does."""
 
+    def __init__(
+        self,
+        reference: Reference,
+        transport: Transport | None,
+        retry: RetryPolicy | None,
+        credentials: CredentialsArg,
+        config: Config | None,
+    ) -> None:
+        cfg = config if config is not None else default_config()
+        policy = retry if retry is not None else DEFAULT_RETRY
+        if transport is None:
+            transport = config.transport() if config is not None else default_transport()
+        sources = open_sources(reference, cfg.endpoints(reference), credentials, transport, policy)
+        self.endpoints = Endpoints(sources, policy)
+        self.place = Where(reference.registry, reference.repository, reference.fetch_reference)
 
-def _fetch(repo: Repository, reference: str, place: Where) -> Manifest | Index:
-    """A manifest, verified and parsed by the image model."""
-    info = repo.manifest(reference)
-    return parse_manifest(info.raw, info.media_type, digest=info.digest, place=place)
+    def manifest(self, reference: str, *, top: bool = False) -> Manifest | Index:
+        """A manifest, verified and parsed by the image model."""
+
+        def one(src: Source, policy: RetryPolicy) -> Manifest | Index:
+            info = src.repo.with_retry(policy).manifest(reference)
+            return parse_manifest(info.raw, info.media_type, digest=info.digest, place=self.place)
+
+        return self.endpoints.on(one, top=top)
+
+    def head(self, reference: str) -> ManifestHead:
+        """``HEAD`` a manifest."""
+        return self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).manifest_head(reference), top=True
+        )
+
+    def info(self, reference: str) -> ManifestInfo:
+        """A manifest as served (its digest always set)."""
+        return self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).manifest(reference), top=False
+        )
+
+    def blob(self, digest: Digest, size: int) -> bytes:
+        """A small blob, verified."""
+        return self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).blob(digest, size=size), top=False
+        )
+
+    def fetch_blob(self, digest: Digest, sink: BlobSink) -> None:
+        """A blob streamed into ``sink``, resumed where it breaks off, verified."""
+        self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).fetch_blob(digest, sink), top=True
+        )
+
+    def download_blob(self, digest: Digest, dest: str) -> None:
+        """A blob into the file ``dest``, which appears only once verified."""
+        self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).download_blob(digest, dest),
+            top=True,
+        )
+
+    def tags(self, *, n: int | None, limit: int | None) -> list[str]:
+        """The repository's tags, from the first endpoint that lists them."""
+        return self.endpoints.on(
+            lambda src, policy: src.repo.with_retry(policy).tags(n=n, limit=limit), top=True
+        )
 
 
 def inspect(
@@ -269,6 +323,7 @@ def inspect(
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
     credentials: CredentialsArg = None,
+    config: Config | None = None,
 ) -> Inspection:
     """Look at an image in its registry without pulling its layers.
 
@@ -283,6 +338,8 @@ def inspect(
         Ignored for a single-platform image.
     :param children: read each index entry's manifest for :attr:`IndexEntry.image_size`.
     :param credentials: as for :func:`tank.pull` (``None``: anonymous).
+    :param config: mirrors, blocked and insecure registries (as for :func:`tank.pull`; default
+        the configuration files).
     :raises PlatformNotFound: the index has no image for ``platform`` (its ``available`` lists
         what it offers).
     :raises NotFound: no such repository, tag or digest.
@@ -290,26 +347,26 @@ def inspect(
     """
     reference = _parse_ref(ref)
     want = _parse_platform(platform)
-    place = Where(reference.registry, reference.repository, reference.fetch_reference)
-    repo = _repository(reference, transport, retry, credentials)
-    doc = _fetch(repo, reference.fetch_reference, place)
+    reader = Reader(reference, transport, retry, credentials, config)
+    place = reader.place
+    doc = reader.manifest(reference.fetch_reference, top=True)
     if isinstance(doc, Manifest):
-        return _image(repo, doc, reference, None, place)
+        return _image(reader, doc, reference, None, place)
     if want is None:
         return Inspection(
             reference=reference, kind="index", digest=doc.digest, media_type=doc.media_type,
             size=doc.size, raw=doc.raw,
-            platforms=_entries(repo, doc, children=children, place=place),
+            platforms=_entries(reader, doc, children=children, place=place),
         )
     entry = doc.select(want, place=place)
-    child = _fetch(repo, entry.digest, place)
+    child = reader.manifest(entry.digest)
     _check_size(entry, child, place)
     if not isinstance(child, Manifest):
         raise UnsupportedManifest(
             f"the index entry {entry.digest} is itself an index (nested indexes are not "
             "supported)", **place.kwargs(),
         )
-    return _image(repo, child, reference, doc.digest, place)
+    return _image(reader, child, reference, doc.digest, place)
 
 
 def _check_size(entry: Descriptor, child: Manifest | Index, place: Where) -> None:
@@ -321,13 +378,13 @@ def _check_size(entry: Descriptor, child: Manifest | Index, place: Where) -> Non
 
 
 def _entries(
-    repo: Repository, index: Index, *, children: bool, place: Where
+    reader: Reader, index: Index, *, children: bool, place: Where
 ) -> tuple[IndexEntry, ...]:
     out = []
     for entry in index.manifests:
         image_size: int | None = None
         if children:
-            child = _fetch(repo, entry.digest, place)
+            child = reader.manifest(entry.digest)
             _check_size(entry, child, place)
             if isinstance(child, Manifest):
                 image_size = child.config.size + sum(layer.size for layer in child.layers)
@@ -346,7 +403,7 @@ def _entries(
 
 
 def _image(
-    repo: Repository,
+    reader: Reader,
     doc: Manifest,
     ref: Reference,
     index_digest: Digest | None,
@@ -358,7 +415,7 @@ def _image(
             f"the config {config.digest} declares {config.size} bytes, over the "
             f"{MAX_CONFIG_SIZE}-byte limit", **place.kwargs(),
         )
-    config_raw = repo.blob(config.digest, size=config.size)
+    config_raw = reader.blob(config.digest, config.size)
     config_doc: dict[str, Any] = {}
     image_config: ImageConfig | None = None
     if config.media_type in _IMAGE_CONFIG_TYPES:
@@ -400,6 +457,7 @@ def resolve_digest(
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
     credentials: CredentialsArg = None,
+    config: Config | None = None,
 ) -> Digest:
     """The digest ``ref`` names: the index's (or image's), or with ``platform`` the child's.
 
@@ -414,10 +472,10 @@ def resolve_digest(
     """
     reference = _parse_ref(ref)
     want = _parse_platform(platform)
-    place = Where(reference.registry, reference.repository, reference.fetch_reference)
-    repo = _repository(reference, transport, retry, credentials)
+    reader = Reader(reference, transport, retry, credentials, config)
+    place = reader.place
     if want is None:
-        head = repo.manifest_head(reference.fetch_reference)
+        head = reader.head(reference.fetch_reference)
         if head.digest is not None:
             if reference.digest is not None and head.digest != reference.digest:
                 raise DigestMismatch(
@@ -425,10 +483,10 @@ def resolve_digest(
                     registry=reference.registry, repository=reference.repository,
                 )
             return head.digest
-        info = repo.manifest(reference.fetch_reference)
+        info = reader.info(reference.fetch_reference)
         assert info.digest is not None
         return info.digest
-    doc = _fetch(repo, reference.fetch_reference, place)
+    doc = reader.manifest(reference.fetch_reference, top=True)
     if isinstance(doc, Manifest):
         return doc.digest
     return doc.select(want, place=place).digest
@@ -449,6 +507,7 @@ def list_tags(
     transport: Transport | None = None,
     retry: RetryPolicy | None = None,
     credentials: CredentialsArg = None,
+    config: Config | None = None,
 ) -> list[str]:
     """Every tag of ``repository``, in the registry's order, following ``Link`` to the end.
 
@@ -459,7 +518,7 @@ def list_tags(
     :raises NotFound: no such repository.
     """
     ref = parse_repository(repository) if isinstance(repository, str) else repository
-    return _repository(ref, transport, retry, credentials).tags(n=page_size, limit=limit)
+    return Reader(ref, transport, retry, credentials, config).tags(n=page_size, limit=limit)
 
 
 __all__ = [
@@ -467,6 +526,7 @@ __all__ = [
     "IndexEntry",
     "Inspection",
     "LayerInfo",
+    "Reader",
     "inspect",
     "list_tags",
     "parse_repository",

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from tank import _json, mediatypes
-from tank._fetch import Fetcher, ProgressCallback, ProgressEvent, Source
-from tank.auth.credentials import Credentials, CredentialsArg, coerce
-from tank.config import Config, Endpoint
+from tank._fetch import Fetcher, ProgressCallback, ProgressEvent, open_sources
+from tank.auth.credentials import CredentialsArg
+from tank.config import Config
 from tank.config import load as load_config
 from tank.digest import Digest
 from tank.errors import InvalidManifest, InvalidReference
@@ -37,7 +37,6 @@ from tank.image import MAX_CONFIG_SIZE, Descriptor, ImageConfig, Index, Manifest
 from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
-from tank.registry import Client
 from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.store import Store
 from tank.transport import Transport
@@ -163,31 +162,6 @@ def _plan_output(output: str | None, all_platforms: bool) -> _Output:
 
 
 # -- the pull -----------------------------------------------------------------------------------
-
-
-def _sources(
-    reference: Reference,
-    endpoints: list[Endpoint],
-    credentials: CredentialsArg,
-    transport: Transport,
-    retry: RetryPolicy,
-) -> list[Source]:
-    """A :class:`~tank._fetch.Source` per endpoint, all on one pool and one token cache. The
-    image's own registry gets the caller's credentials; another host only a credential
-    *source*'s lookup for that host (a mirror never gets credentials meant for another)."""
-    from tank.auth.tokens import TokenCache
-
-    tokens = TokenCache()
-    out = []
-    for e in endpoints:
-        creds: CredentialsArg = credentials
-        if e.registry != reference.registry and isinstance(coerce(credentials), Credentials):
-            creds = None  # the caller's credentials are for the image's registry only
-        client = Client(
-            e.registry, credentials=creds, transport=transport, retry=retry, token_cache=tokens
-        )
-        out.append(Source(client.repository(e.repository), mirror=e.mirror))
-    return out
 
 
 @dataclass
@@ -322,7 +296,7 @@ def pull(
     policy = retry or DEFAULT_RETRY
     t = transport or cfg.transport(pool_size=max(8, jobs))
     fetcher = Fetcher(
-        reference, store, _sources(reference, endpoints, credentials, t, policy),
+        reference, store, open_sources(reference, endpoints, credentials, t, policy),
         retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
         cancel=cancel,
     )

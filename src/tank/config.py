@@ -169,14 +169,18 @@ class Config:
         )
 
     def insecure(self) -> frozenset[str]:
-        """Every ``host[:port]`` named insecure: the list, insecure entries and mirrors."""
+        """Every ``host[:port]`` insecure as a whole: the ``insecure-registries`` list, and
+        insecure entries and mirrors that name a host without a path. An entry with a path makes
+        only the images under it insecure (:meth:`endpoints` decides per entry)."""
         from tank.transport import normalize_registry
 
         names = {normalize_registry(n) for n in self.insecure_registries}
         for rule in (*self.mirrors, *self.registries):
-            if rule.insecure and not rule.prefix.startswith("*."):
-                names.add(_host(rule.location or rule.prefix))
-            names.update(_host(m.location) for m in rule.mirrors if m.insecure)
+            where = rule.location or rule.prefix
+            if rule.insecure and not rule.prefix.startswith("*.") and "/" not in where:
+                names.add(_host(where))
+            names.update(_host(m.location) for m in rule.mirrors
+                         if m.insecure and "/" not in m.location)
         return frozenset(names)
 
     def _best(self, rules: tuple[RegistryRule, ...], name: str) -> RegistryRule | None:
@@ -187,20 +191,32 @@ class Config:
                 best, length = rule, n
         return best
 
-    def endpoints(self, ref: Reference) -> list[Endpoint]:
-        """Where to pull ``ref`` from, in order: its mirrors, then its registry (always last).
-
-        Raises :class:`~tank.errors.ConfigError` when ``registries.conf`` blocks the image.
-        """
-        name = f"{ref.domain.lower()}/{ref.repository}"
+    def check_allowed(self, registry: str, repository: str) -> None:
+        """Raise :class:`~tank.errors.ConfigError` when ``registries.conf`` blocks
+        ``registry/repository`` (whatever its spelling: see :func:`canonical_name`)."""
+        name = canonical_name(f"{registry}/{repository}", image=True)
         rule = self._best(self.registries, name)
         if rule is not None and rule.blocked:
             raise ConfigError(
-                f"pulling {name} is blocked by {rule.source or 'the configuration'} "
-                f"(registry prefix {rule.prefix!r} has blocked = true)"
+                f"{name} is blocked by {rule.source or 'the configuration'} "
+                f"(registry prefix {rule.prefix!r} has blocked = true); nothing was sent"
             )
+
+    def endpoints(self, ref: Reference) -> list[Endpoint]:
+        """Where to read ``ref`` from, in order: its mirrors, then its registry (always last).
+
+        Every command goes through this (pull, copy, inspect, digest, tags, blob). Mirrors are
+        used as their ``pull-from-mirror`` says (``digest-only`` ones for references by digest
+        only, as containers/image does); ``insecure`` is decided per matched entry, so an
+        insecure namespace never makes the rest of its host insecure.
+
+        Raises :class:`~tank.errors.ConfigError` when ``registries.conf`` blocks the image.
+        """
+        self.check_allowed(ref.domain, ref.repository)
+        name = canonical_name(f"{ref.domain}/{ref.repository}", image=True)
+        rule = self._best(self.registries, name)
         own = self._best(self.mirrors, name)
-        insecure = self.insecure()
+        hosts = self.insecure()
         out: list[Endpoint] = []
         for r in (own, rule):
             if r is None:
@@ -211,11 +227,13 @@ class Config:
                     continue
                 if m.pull_from_mirror == "tag-only" and ref.digest is not None:
                     continue
-                out.append(_endpoint(m.location + rest, mirror=True, insecure=insecure))
+                out.append(_endpoint(m.location + rest, mirror=True, insecure=m.insecure,
+                                     hosts=hosts))
         upstream = name
         if rule is not None and rule.location and not rule.prefix.startswith("*."):
             upstream = rule.location + name[rule.match(name):]
-        last = _endpoint(upstream, mirror=False, insecure=insecure)
+        last = _endpoint(upstream, mirror=False, insecure=rule is not None and rule.insecure,
+                         hosts=hosts)
         seen: set[tuple[str, str]] = {(last.registry, last.repository)}
         unique = []
         for e in out:
@@ -262,15 +280,16 @@ def _host(location: str) -> str:
     return DOCKER_HUB_API if host in DOCKER_HUB_NAMES else host
 
 
-def _endpoint(name: str, *, mirror: bool, insecure: frozenset[str]) -> Endpoint:
-    """An :class:`Endpoint` from ``host[:port]/repository``."""
+def _endpoint(name: str, *, mirror: bool, insecure: bool, hosts: frozenset[str]) -> Endpoint:
+    """An :class:`Endpoint` from ``host[:port]/repository``; insecure when its entry says so,
+    or its host is insecure as a whole (``hosts``)."""
     domain, _, repository = name.partition("/")
     if not repository:
         raise ConfigError(f"{name!r} names no repository (a location is host[:port][/path])")
     registry = _host(domain)
     if registry == DOCKER_HUB_API and "/" not in repository:
         repository = f"library/{repository}"
-    return Endpoint(registry, repository, mirror=mirror, insecure=registry in insecure)
+    return Endpoint(registry, repository, mirror=mirror, insecure=insecure or registry in hosts)
 
 
 # -- locating the files -----------------------------------------------------------------------
@@ -353,13 +372,26 @@ def _mirror(value: Any, where: str) -> Mirror:
     return Mirror(location.strip().rstrip("/"), insecure, mode)
 
 
-def _prefix(text: str) -> str:
-    """A rule's prefix, with Docker Hub's spellings made one."""
+def canonical_name(text: str, *, image: bool = False) -> str:
+    """``host[:port][/path]`` as rules and images are compared: the host lower-cased, HTTPS's
+    default port dropped (``quay.io:443`` is ``quay.io``), every spelling of Docker Hub
+    (``docker.io``, ``index.docker.io``, ``registry-1.docker.io``, with or without ``:443``) made
+    ``docker.io``, and (for an ``image`` name) a one-part Docker Hub repository given
+    ``library/``. Both a rule's prefix and the name it is matched against go through this, so
+    no spelling escapes a rule."""
     text = text.strip().rstrip("/")
     host, sep, rest = text.partition("/")
-    if host.lower() in DOCKER_HUB_NAMES:
+    host = host.lower()
+    if host.endswith(":443") and not host.startswith("*."):
+        host = host[: -len(":443")]
+    if host in DOCKER_HUB_NAMES:
         host = DOCKER_HUB
-    return host.lower() + sep + rest
+        if image and rest and "/" not in rest:
+            rest = f"library/{rest}"
+    return host + sep + rest
+
+
+_prefix = canonical_name
 
 
 def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -513,6 +545,41 @@ def load(
     return Config(files=tuple(files), **fields)
 
 
+def _stamp(path: Path | None) -> tuple[str, int] | None:
+    if path is None:
+        return None
+    try:
+        return str(path), path.stat().st_mtime_ns
+    except OSError:
+        return str(path), -1
+
+
+_configs: dict[tuple[object, ...], Config] = {}
+_configs_lock = threading.Lock()
+
+
+def default_config() -> Config:
+    """:func:`load`'s configuration, read again only when a file it reads changed (or the
+    variables that find them): what the library uses when a caller passes no ``config=``, so
+    ``registries.conf``'s ``blocked`` holds for every entry point."""
+    conf = registries_conf_path()
+    drop_ins = Path(f"{conf}.d") if conf is not None else None
+    key = (
+        os.environ.get(CONFIG_ENV), _stamp(config_path()), _stamp(conf), _stamp(drop_ins),
+        *(_stamp(p) for p in (sorted(drop_ins.glob("*.conf")) if drop_ins is not None
+                                   and drop_ins.is_dir() else [])),
+    )
+    with _configs_lock:
+        found = _configs.get(key)
+    if found is None:
+        found = load()
+        with _configs_lock:
+            if len(_configs) > 64:
+                _configs.clear()
+            _configs[key] = found
+    return found
+
+
 _default: Transport | None = None
 _default_lock = threading.Lock()
 
@@ -538,7 +605,9 @@ __all__ = [
     "Mirror",
     "RegistryRule",
     "Timeouts",
+    "canonical_name",
     "config_path",
+    "default_config",
     "default_transport",
     "load",
     "registries_conf_path",

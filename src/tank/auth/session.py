@@ -94,8 +94,11 @@ class Authenticator:
         token: str | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         oauth: bool = False,
+        insecure: bool = False,
     ) -> None:
         self.transport = transport
+        #: plain HTTP or unverified TLS allowed for this registry (its configuration entry)
+        self.insecure = insecure
         self.registry = registry
         self.repository = repository
         self.credentials = credentials if isinstance(credentials, LazyCredentials) else (
@@ -140,8 +143,12 @@ class Authenticator:
         self.token = token.token
         return token.token, fresh, key
 
+    def base_url(self) -> str:
+        """``scheme://registry`` as this session reaches it."""
+        return self.transport.base_url(self.registry, insecure=self.insecure)
+
     def _basic_allowed(self) -> bool:
-        base = self.transport.base_url(self.registry)
+        base = self.base_url()
         return may_send_credentials(base, Origin.of(base))
 
     def _authorize(self, send: dict[str, str], state: _Round) -> None:
@@ -181,13 +188,17 @@ class Authenticator:
         send = dict(headers or {})
         state = _Round()
         self._authorize(send, state)
-        request = self.transport.request_registry
-        response = request(method, self.registry, path, headers=send, body=body)
+        def request() -> BaseHTTPResponse:
+            return self.transport.request_registry(
+                method, self.registry, path, headers=send, body=body, insecure=self.insecure
+            )
+
+        response = request()
         while response.status == 401:
             self._check_origin(response, reference)
             self._answer(response, send, state, reference)
             state.rounds += 1
-            response = request(method, self.registry, path, headers=send, body=body)
+            response = request()
         return response
 
     def _check_origin(self, response: BaseHTTPResponse, reference: str) -> None:
@@ -196,7 +207,7 @@ class Authenticator:
         credentials or tokens to that host's realm. Nothing is sent and nothing is remembered
         (containerd closed this class after CVE-2020-15157)."""
         answered = response.url or ""
-        own = Origin.of(self.transport.base_url(self.registry))
+        own = Origin.of(self.base_url())
         try:
             same = Origin.of(answered) == own if "://" in answered else True
         except TransportError:

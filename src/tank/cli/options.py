@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 if TYPE_CHECKING:
+    from tank._inspect import Reader
     from tank.auth.credentials import CredentialStore
     from tank.config import Config
-    from tank.registry import Repository
     from tank.retry import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -171,16 +171,17 @@ def retry_policy(retries: int) -> RetryPolicy:
     return dataclasses.replace(DEFAULT_RETRY, attempts=retries + 1)
 
 
-def session(settings: Config, retries: int, registry: str, repository: str) -> Repository:
-    """A :class:`~tank.Repository` session for a command: the machine's credentials, the
-    configuration's trust and timeouts, ``--retries``."""
-    from tank.registry import Client
+def reader(settings: Config, retries: int, reference: str) -> Reader:
+    """The registry conversation of a read command for ``reference``: the endpoints the
+    configuration gives it (mirrors, ``blocked``, insecure entries), the machine's credentials,
+    the configuration's trust and timeouts, ``--retries``."""
+    from tank._inspect import Reader
+    from tank.reference import parse as parse_reference
 
-    client = Client(
-        registry, credentials=credential_store(), transport=settings.transport(),
-        retry=retry_policy(retries), config=settings,
+    return Reader(
+        parse_reference(reference), settings.transport(), retry_policy(retries),
+        credential_store(), settings,
     )
-    return client.repository(repository)
 
 
 def remote(settings: Config, retries: int) -> dict[str, Any]:
@@ -190,4 +191,5 @@ def remote(settings: Config, retries: int) -> dict[str, Any]:
         "transport": settings.transport(),
         "retry": retry_policy(retries),
         "credentials": credential_store(),
+        "config": settings,
     }

@@ -21,9 +21,9 @@ from tank.cli.options import (
     inspect_trust_options,
     json_option,
     platform_option,
+    reader,
     remote,
     retries_option,
-    session,
 )
 from tank.cli.output import clean, human_bytes, print_json, short_type, table, write_bytes
 
@@ -103,8 +103,8 @@ def raw_manifest(reference: str, platform: str | None, settings: Config, retries
     from tank.reference import parse as parse_reference
 
     ref = parse_reference(reference)
-    repo = session(settings, retries, ref.registry, ref.repository)
-    info = repo.manifest(ref.fetch_reference)
+    read = reader(settings, retries, reference)
+    info = read.info(ref.fetch_reference)
     is_index = info.is_index or (info.media_type is None and "manifests" in info.json)
     if platform is None or not is_index:
         return info.raw
@@ -113,7 +113,7 @@ def raw_manifest(reference: str, platform: str | None, settings: Config, retries
     if not isinstance(index, Index):
         return info.raw
     entry = index.select(Platform.parse(platform), place=place)
-    child = repo.manifest(entry.digest)
+    child = read.info(entry.digest)
     if len(child.raw) != entry.size:
         raise InvalidManifest(
             f"the index says manifest {entry.digest} has {entry.size} bytes, it has "
@@ -248,16 +248,16 @@ def blob(
     from tank.errors import StorageError
     from tank.reference import parse as parse_reference
 
-    ref = parse_reference(reference)
+    parse_reference(reference)
     want = Digest.parse(blob_digest)
-    repo = session(settings, retries, ref.registry, ref.repository)
+    read = reader(settings, retries, reference)
     if output is None or output == "-":
         out = sys.stdout.buffer
-        repo.fetch_blob(want, StdoutSink(out))
+        read.fetch_blob(want, StdoutSink(out))
         out.flush()
         return
     try:
-        repo.download_blob(want, output)
+        read.download_blob(want, output)
     except OSError as exc:  # -o into a directory that is missing or not writable
         raise StorageError(f"cannot write {output}: {exc.strerror or exc}", path=output,
                            errno=exc.errno) from exc

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tank.auth.tokens import TokenCache
-from tank.config import Config, default_transport
+from tank.config import Config, default_config, default_transport
 from tank.reference import DOCKER_HUB_API
 from tank.registry.names import registry_host, repository_name
 from tank.registry.repository import Repository
@@ -45,6 +45,9 @@ class Client:
     :param config: the configuration (:class:`~tank.config.Config`) the transport is made from
         when none is given.
     :param token_cache: tokens to share with other clients (default: the client's own).
+    :param insecure: plain HTTP or unverified TLS allowed for this registry (as a configuration
+        entry's ``insecure = true`` allows it for its images); the transport's own list of
+        insecure registries applies in any case.
     """
 
     def __init__(
@@ -56,9 +59,11 @@ class Client:
         retry: RetryPolicy | None = None,
         config: Config | None = None,
         token_cache: TokenCache | None = None,
+        insecure: bool = False,
     ) -> None:
         self.registry = registry_host(registry)
         self.config = config
+        self.insecure = insecure
         if transport is None:
             transport = config.transport() if config is not None else default_transport()
         self.transport: Transport = transport
@@ -72,12 +77,16 @@ class Client:
     def repository(self, name: str, *, token: str | None = None) -> Repository:
         """The repository ``name`` of this registry (on Docker Hub a one-part name gets
         ``library/``, as ``docker pull alpine`` does). ``token`` starts the session with a
-        bearer token the caller already holds."""
+        bearer token the caller already holds.
+
+        :raises ConfigError: ``registries.conf`` blocks it (checked before any request, with the
+            client's ``config``, else :func:`tank.config.default_config`).
+        """
         if self.registry == DOCKER_HUB_API and isinstance(name, str) and "/" not in name:
             name = f"library/{name}"
-        return Repository(
-            self, repository_name(name), token=token, credentials=self.credentials
-        )
+        name = repository_name(name)
+        (self.config or default_config()).check_allowed(self.registry, name)
+        return Repository(self, name, token=token, credentials=self.credentials)
 
 
 __all__ = ["Client"]

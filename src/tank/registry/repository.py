@@ -77,6 +77,7 @@ class Repository:
         self._auth = Authenticator(
             client.transport, client.registry, name, credentials=credentials,
             token_cache=client.token_cache, token=token, retry=self.retry,
+            insecure=client.insecure,
         )
 
     def __repr__(self) -> str:
@@ -272,7 +273,7 @@ class Repository:
             found, link = self._call(
                 functools.partial(get_tag_page, self._auth, current), f"GET tags {current} of"
             )
-            base = self.client.transport.base_url(self.registry)
+            base = self._auth.base_url()
             path = None if link is None else same_origin_path(base, current, link, place)
             yield found
 

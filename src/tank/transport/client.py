@@ -171,14 +171,15 @@ class Transport:
         self._managers: dict[tuple[Proxy | None, TLSProfile | None], urllib3.PoolManager] = {}
         self._contexts: dict[TLSProfile, ssl.SSLContext] = {}
         self._hosts: dict[str, HostTLS] = {}
-        self._schemes: dict[str, str] = {}
+        self._schemes: dict[tuple[str, bool], str] = {}
         self._lock = threading.Lock()
 
     # -- per-host settings --------------------------------------------------------------------
 
-    def is_insecure(self, hostport: str) -> bool:
-        """Whether ``hostport`` was named an insecure registry."""
-        return normalize_registry(hostport) in self.insecure_registries
+    def is_insecure(self, hostport: str, insecure: bool = False) -> bool:
+        """Whether ``hostport`` was named an insecure registry (as a whole), or ``insecure``
+        says the endpoint being reached is (a configuration entry for a namespace of it)."""
+        return insecure or normalize_registry(hostport) in self.insecure_registries
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy (without credentials) a request to ``url`` goes through, or ``None``."""
@@ -208,10 +209,10 @@ class Transport:
                 found = self._hosts.setdefault(key, found)
         return found
 
-    def _profile(self, hostport: str) -> TLSProfile:
+    def _profile(self, hostport: str, insecure: bool = False) -> TLSProfile:
         entry = self.host_tls(hostport)
         cas = entry.ca_files if self.ca_file is None else (self.ca_file, *entry.ca_files)
-        return TLSProfile(not self.is_insecure(hostport), cas, entry.client_cert)
+        return TLSProfile(not self.is_insecure(hostport, insecure), cas, entry.client_cert)
 
     def _context(self, profile: TLSProfile) -> ssl.SSLContext:
         """The SSL context of a profile, built on first use (the system store costs ms)."""
@@ -221,12 +222,15 @@ class Transport:
                 context = self._contexts[profile] = ssl_context(profile)
             return context
 
-    def _manager(self, url: str) -> urllib3.PoolManager:
+    def _manager(self, url: str, insecure: bool = False) -> urllib3.PoolManager:
         """The pool manager for ``url``: one per (proxy, TLS profile), pooling per host."""
         parts = urlsplit(url)
         proxy = self._proxy(url)
-        profile = self._profile(parts.netloc) if parts.scheme.lower() == "https" else None
+        https = parts.scheme.lower() == "https"
+        profile = self._profile(parts.netloc, insecure) if https else None
         key = (proxy, profile)
+        if profile is not None and not profile.verify:
+            quiet_insecure_warning(parts.hostname or "")
         with self._lock:
             manager = self._managers.get(key)
         if manager is not None:
@@ -234,8 +238,6 @@ class Transport:
         kw: dict[str, Any] = {}
         if profile is not None:
             kw["ssl_context"] = self._context(profile)
-            if not profile.verify:
-                quiet_insecure_warning(parts.hostname or "")
         if proxy is None:
             made = urllib3.PoolManager(
                 num_pools=64, maxsize=self._pool_size, block=False, retries=False,
@@ -252,24 +254,27 @@ class Transport:
 
     # -- scheme selection ---------------------------------------------------------------------
 
-    def base_url(self, registry: str) -> str:
+    def base_url(self, registry: str, *, insecure: bool = False) -> str:
         """``scheme://registry`` as currently known (HTTPS until proven otherwise)."""
+        key = (registry, self.is_insecure(registry, insecure))
         with self._lock:
-            scheme = self._schemes.get(registry, "https")
+            scheme = self._schemes.get(key, "https")
         return f"{scheme}://{registry}"
 
-    def _scheme_for(self, registry: str) -> str:
-        """``https``, or ``http`` for a loopback or insecure registry without TLS (remembered)."""
+    def _scheme_for(self, registry: str, insecure: bool = False) -> str:
+        """``https``, or ``http`` for a loopback or insecure registry without TLS (remembered,
+        separately for an insecure endpoint: its plain HTTP never serves a secure one)."""
+        key = (registry, self.is_insecure(registry, insecure))
         with self._lock:
-            known = self._schemes.get(registry)
+            known = self._schemes.get(key)
         if known is not None:
             return known
-        if not (is_loopback(registry) or self.is_insecure(registry)):
+        if not (is_loopback(registry) or key[1]):
             return "https"
         proxy = self._proxy(f"https://{registry}")
         scheme = "https" if speaks_tls(registry, self.connect_timeout or None, proxy) else "http"
         with self._lock:
-            return self._schemes.setdefault(registry, scheme)
+            return self._schemes.setdefault(key, scheme)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -282,18 +287,21 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         preload: bool = False,
         body: Body | None = None,
+        insecure: bool = False,
     ) -> BaseHTTPResponse:
         """Send ``method registry/path``, following redirects; credentials stay on the registry.
 
         ``headers`` may hold ``Authorization``: it is sent to the registry's own origin only. The
         response is returned whatever its status; with ``preload=False`` the body is left unread
         (read it, then call :func:`release`). A request with a ``body`` (an upload) is not
-        redirected (see :meth:`request`).
+        redirected (see :meth:`request`). ``insecure`` allows plain HTTP or unverified TLS for
+        this registry on this request (its configuration entry says so); never for a redirect
+        target.
         """
-        base = f"{self._scheme_for(registry)}://{registry}"
+        base = f"{self._scheme_for(registry, insecure)}://{registry}"
         return self.request(
             method, base + path, headers=headers, credentials_origin=Origin.of(base),
-            preload=preload, body=body,
+            preload=preload, body=body, insecure_host=registry if insecure else None,
         )
 
     def request(
@@ -306,6 +314,7 @@ class Transport:
         preload: bool = False,
         body: Body | None = None,
         secret_body: bool = False,
+        insecure_host: str | None = None,
     ) -> BaseHTTPResponse:
         """Send a request to an absolute URL, following redirects by the policy above.
 
@@ -331,7 +340,11 @@ class Transport:
             if with_credentials and not self._may_send_credentials(url, credentials_origin):
                 with_credentials = False
             out = send if with_credentials else without_credentials(send)
-            response = self._urlopen(method, url, out, preload=preload, body=body)
+            insecure = insecure_host is not None and (
+                urlsplit(url).netloc.lower() == insecure_host.lower()
+            )
+            response = self._urlopen(method, url, out, preload=preload, body=body,
+                                     insecure=insecure)
             # the absolute URL that answered: a 401 is answered only when it is the registry's
             response.url = url
             if response.status not in _REDIRECTS or body is not None:
@@ -374,10 +387,10 @@ class Transport:
 
     def _urlopen(
         self, method: str, url: str, headers: Mapping[str, str], *, preload: bool,
-        body: Body | None = None,
+        body: Body | None = None, insecure: bool = False,
     ) -> BaseHTTPResponse:
         shown = strip_query(url)  # a signed URL's query is a secret: never in an error
-        manager = self._manager(url)
+        manager = self._manager(url, insecure)
         try:
             with header_deadline(self.deadline):
                 response = manager.urlopen(

@@ -161,16 +161,14 @@ def ssl_context(profile: TLSProfile) -> ssl.SSLContext:
     return context
 
 
-_quieted: set[str] = set()
 _quiet_lock = threading.Lock()
 
 
 def quiet_insecure_warning(host: str) -> None:
-    """Silence urllib3's unverified-HTTPS warning for a host named insecure on purpose."""
+    """Silence urllib3's unverified-HTTPS warning for a host named insecure on purpose (called
+    before each such request: whoever resets the warning filters meanwhile, such as
+    ``warnings.catch_warnings``, does not bring the warning back)."""
     with _quiet_lock:
-        if host in _quieted:
-            return
-        _quieted.add(host)
         warnings.filterwarnings(
             "ignore", category=InsecureRequestWarning,
             message=rf"Unverified HTTPS request is being made to host '{re.escape(host)}'",
