@@ -105,12 +105,55 @@ def _split_domain(name: str) -> tuple[str, str]:
     return first, rest
 
 
+#: what skopeo's other transports hold, for the message when one is given as a reference
+_TRANSPORTS: Final = {
+    "oci": "an OCI image layout",
+    "oci-archive": "an OCI layout archive",
+    "docker-archive": "a docker-archive tar",
+    "dir": "a directory of blobs (skopeo's dir: transport)",
+    "containers-storage": "an image in podman's or CRI-O's storage",
+    "docker-daemon": "an image in a Docker engine",
+    "ostree": "an OSTree repository",
+    "sif": "a Singularity image",
+    "tarball": "a tarball",
+}
+_TRANSPORT = re.compile(r"(?P<name>[a-z-]+):(?!\d+(?:/|$))")
+#: skopeo's spelling of a registry reference: ``docker://REF``
+DOCKER_TRANSPORT: Final = "docker://"
+
+
+def _other_transport(text: str) -> InvalidReference | None:
+    """The error for ``oci:DIR`` and the like given where a registry reference is expected."""
+    match = _TRANSPORT.match(text)
+    if match is None or match["name"] not in _TRANSPORTS:
+        return None
+    name = match["name"]
+    what = _TRANSPORTS[name]
+    if name in ("oci", "oci-archive", "docker-archive"):
+        hint = (f"{text} names {what}, not a registry image: `tank copy {text} DEST` copies "
+                f"from it, `tank push {text} REF` pushes it, and `tank pull REF -o {name}:…` "
+                "writes one")
+    else:
+        hint = (f"{text} names {what}, which tank does not read: save it as a docker-archive "
+                "or an OCI layout first (docker save, podman save, skopeo copy)")
+    return InvalidReference(text, hint)
+
+
 def parse(text: str) -> Reference:
-    """Parse an image reference; raise :class:`InvalidReference` saying why it is invalid."""
+    """Parse an image reference; raise :class:`InvalidReference` saying why it is invalid.
+
+    ``docker://REF`` (skopeo's spelling) is ``REF``; another transport's name (``oci:DIR``,
+    ``docker-archive:FILE``, …) is refused with a message naming the command that takes it.
+    """
     if not isinstance(text, str):
         raise InvalidReference(repr(text), "not a string")
+    if text.startswith(DOCKER_TRANSPORT):
+        text = text[len(DOCKER_TRANSPORT):]
     if not text:
         raise InvalidReference(text, "empty reference")
+    other = _other_transport(text)
+    if other is not None:
+        raise other
     if text != text.strip() or any(c.isspace() for c in text):
         raise InvalidReference(text, "contains white space")
     if _ID.fullmatch(text):

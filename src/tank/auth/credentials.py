@@ -369,8 +369,16 @@ class CredentialStore:
     ``PATH`` helpers are looked up on). Thread-safe.
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        authfile: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``authfile`` (skopeo's ``--authfile``): read and write that file only, in the
+        containers ``auth.json`` format (the docker config's ``auths`` and helpers)."""
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.authfile = Path(authfile).expanduser() if authfile is not None else None
         self._memo: dict[tuple[str, str | None], Credentials | None] = {}
         self._lock = threading.Lock()
 
@@ -380,6 +388,8 @@ class CredentialStore:
     def files(self) -> list[tuple[Path, bool]]:
         """The files consulted, in order, each with whether its keys may name namespaces."""
         env = self.environ
+        if self.authfile is not None:
+            return [(self.authfile, True)]
         out: list[tuple[Path, bool]] = []
         if env.get("REGISTRY_AUTH_FILE"):
             out.append((Path(env["REGISTRY_AUTH_FILE"]), True))
@@ -389,7 +399,10 @@ class CredentialStore:
         return out
 
     def docker_config_path(self) -> Path:
-        """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+        """Where :meth:`store` writes: the ``authfile`` when one was given, else
+        ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+        if self.authfile is not None:
+            return self.authfile
         env = self.environ
         if env.get("DOCKER_CONFIG"):
             return Path(env["DOCKER_CONFIG"]) / "config.json"

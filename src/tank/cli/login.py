@@ -8,11 +8,15 @@ are (or were), and warn when another file still holds some for that registry.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from tank.cli.errors import EXIT_CODES_HELP
-from tank.cli.options import credential_store
+from tank.cli.options import credential_store, login_trust_options
+
+if TYPE_CHECKING:
+    from tank.config import Config
 
 
 def registry_arg(value: str) -> str:
@@ -48,7 +52,13 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("-u", "--username", help="The user name (asked for on a terminal when missing).")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password (or access token) from stdin instead of asking for it.")
-def login(registry: str, username: str | None, password_stdin: bool) -> None:
+@click.option("--authfile", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Store the credentials in this auth.json (skopeo's --authfile) instead.")
+@login_trust_options
+def login(
+    registry: str, username: str | None, password_stdin: bool, authfile: str | None,
+    settings: Config,
+) -> None:
     """Check credentials against REGISTRY, then store them where docker would.
 
     The check is a GET /v2/ answering the registry's challenge with them (Basic, or a token from
@@ -71,12 +81,12 @@ def login(registry: str, username: str | None, password_stdin: bool) -> None:
     password = _read_password(password_stdin)
     if not password:
         raise click.UsageError("the password is empty")
-    store = credential_store()
-    checked = check_login(host, Credentials(username, password))
+    store = credential_store(authfile)
+    checked = check_login(host, Credentials(username, password), transport=settings.transport())
     where = store.store(host, checked)
     click.echo(f"tank: login succeeded; the credentials for {host} are in {where}", err=True)
     try:
-        found = credential_store().lookup(host)
+        found = credential_store(authfile).lookup(host) if authfile is None else None
     except TankError:  # only a warning depends on it
         found = None
     if found is not None and found.source != where:
@@ -86,19 +96,21 @@ def login(registry: str, username: str | None, password_stdin: bool) -> None:
 
 @click.command()
 @click.argument("registry")
-def logout(registry: str) -> None:
+@click.option("--authfile", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Remove them from this auth.json (skopeo's --authfile) instead.")
+def logout(registry: str, authfile: str | None) -> None:
     """Remove the credentials stored for REGISTRY (with its helper's erase, or from the docker
     config file, keeping its other keys)."""
     from tank.errors import TankError
 
     host = registry_arg(registry)
-    erased = credential_store().erase(host)
+    erased = credential_store(authfile).erase(host)
     if erased:
         click.echo(f"tank: removed the credentials for {host}", err=True)
     else:
         click.echo(f"tank: not logged in to {host}", err=True)
     try:
-        left = credential_store().lookup(host)
+        left = credential_store(authfile).lookup(host)
     except TankError:  # only a note depends on it
         left = None
     if left is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -24,7 +25,7 @@ import click
 
 if TYPE_CHECKING:
     from tank._inspect import Reader
-    from tank.auth.credentials import CredentialStore
+    from tank.auth.credentials import Credentials, CredentialsArg, CredentialStore
     from tank.config import Config
     from tank.retry import RetryPolicy
 
@@ -98,9 +99,43 @@ def platform_option(help: str) -> Callable[[F], F]:
     )
 
 
-def trust_options(*, config_option: bool) -> Callable[[F], F]:
-    """``--ca-file FILE``, ``--insecure-registry HOST[:PORT]`` (repeatable) and, with
-    ``config_option``, ``--config FILE``.
+#: where the credential options leave their choice for :func:`registry_credentials`
+CREDENTIALS_META = "tank.credentials"
+
+
+def parse_creds(text: str, *, option: str = "--creds") -> Credentials:
+    """``USER[:PASS]`` as skopeo's ``--creds`` takes it; without ``:PASS`` the password is read
+    from the terminal (asked for) or from stdin."""
+    from tank.auth.credentials import Credentials
+
+    user, colon, password = text.partition(":")
+    if not user:
+        raise click.BadParameter("give USER[:PASS]", param_hint=option)
+    if not colon:
+        if sys.stdin.isatty():
+            password = str(click.prompt(f"Password for {user}", hide_input=True, err=True))
+        else:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise click.BadParameter(f"the password for {user} is empty", param_hint=option)
+    return Credentials(user, password, source=option)
+
+
+def _remember_credentials(
+    ctx: click.Context, authfile: str | None, creds: str | None, no_creds: bool
+) -> None:
+    chosen = [name for name, given in (("--authfile", authfile), ("--creds", creds),
+                                        ("--no-creds", no_creds)) if given]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of {' and '.join(chosen)}")
+    ctx.meta[CREDENTIALS_META] = (authfile, creds, no_creds)
+
+
+def trust_options(*, config_option: bool, credentials: bool = True) -> Callable[[F], F]:
+    """``--ca-file FILE``, ``--insecure-registry HOST[:PORT]`` (repeatable), with
+    ``config_option`` ``--config FILE``, and with ``credentials`` the credential options as
+    skopeo spells them: ``--authfile FILE``, ``--creds USER[:PASS]``, ``--no-creds`` (read back
+    with :func:`registry_credentials`).
 
     The command receives them as one ``settings`` argument: the configuration files
     (:func:`tank.config.load`) with the options applied, a :class:`tank.config.Config`. Pass it
@@ -117,6 +152,11 @@ def trust_options(*, config_option: bool) -> Callable[[F], F]:
         ) -> Any:
             from tank.config import load
 
+            if credentials:
+                _remember_credentials(
+                    click.get_current_context(), kwargs.pop("authfile", None),
+                    kwargs.pop("creds", None), kwargs.pop("no_creds", False),
+                )
             settings = load(config_file).with_options(
                 ca_file=ca_file, insecure_registries=insecure_registries
             )
@@ -132,6 +172,17 @@ def trust_options(*, config_option: bool) -> Callable[[F], F]:
                          help="Allow this registry plain HTTP or TLS without verification "
                               "(repeatable)."),
         ]
+        if credentials:
+            options += [
+                click.option("--authfile", metavar="FILE", type=click.Path(dir_okay=False),
+                             help="Read credentials from this auth.json only (skopeo's "
+                                  "--authfile) [default: auth.json, then ~/.docker/config.json]."),
+                click.option("--creds", metavar="USER[:PASS]",
+                             help="Use these credentials (the password is asked for, or read "
+                                  "from stdin, when :PASS is left out)."),
+                click.option("--no-creds", is_flag=True,
+                             help="Access the registry anonymously, whatever is stored."),
+            ]
         if config_option:
             options.append(
                 click.option("--config", "config_file", metavar="FILE",
@@ -147,8 +198,11 @@ def trust_options(*, config_option: bool) -> Callable[[F], F]:
     return decorate
 
 
-#: the trust options plus ``--config FILE``, for every command that talks to a registry
+#: the trust and credential options plus ``--config FILE``, for every command that talks to a
+#: registry
 config_options = trust_options(config_option=True)
+#: the trust options and ``--config FILE`` without the credential ones (``tank login``)
+login_trust_options = trust_options(config_option=True, credentials=False)
 #: the same without ``--config`` (``tank inspect --config`` prints the config blob; the file
 #: comes from ``$TANK_CONFIG``)
 inspect_trust_options = trust_options(config_option=False)
@@ -157,11 +211,26 @@ inspect_trust_options = trust_options(config_option=False)
 # -- what the options turn into ------------------------------------------------------------------
 
 
-def credential_store() -> CredentialStore:
-    """The machine's registry credentials (auth.json, docker config, helpers), read lazily."""
+def credential_store(authfile: str | None = None) -> CredentialStore:
+    """The machine's registry credentials (auth.json, docker config, helpers), read lazily;
+    only ``authfile`` when one is given."""
     from tank.auth.credentials import CredentialStore
 
-    return CredentialStore()
+    return CredentialStore(authfile=authfile)
+
+
+def registry_credentials() -> CredentialsArg:
+    """The ``credentials=`` the credential options chose: ``--creds``' credentials, ``None``
+    with ``--no-creds``, else the machine's store (``--authfile``'s file only, when given)."""
+    ctx = click.get_current_context(silent=True)
+    authfile, creds, no_creds = (
+        ctx.meta.get(CREDENTIALS_META, (None, None, False)) if ctx else (None, None, False)
+    )
+    if no_creds:
+        return None
+    if creds is not None:
+        return parse_creds(creds)
+    return credential_store(authfile)
 
 
 def retry_policy(retries: int) -> RetryPolicy:
@@ -180,7 +249,7 @@ def reader(settings: Config, retries: int, reference: str) -> Reader:
 
     return Reader(
         parse_reference(reference), settings.transport(), retry_policy(retries),
-        credential_store(), settings,
+        registry_credentials(), settings,
     )
 
 
@@ -190,6 +259,6 @@ def remote(settings: Config, retries: int) -> dict[str, Any]:
     return {
         "transport": settings.transport(),
         "retry": retry_policy(retries),
-        "credentials": credential_store(),
+        "credentials": registry_credentials(),
         "config": settings,
     }

@@ -16,10 +16,10 @@ from tank.cli.options import (
     cache_option,
     complete_cached_ref,
     config_options,
-    credential_store,
     json_option,
     platform_option,
     quiet_option,
+    registry_credentials,
     retries_option,
     retry_policy,
 )
@@ -82,7 +82,7 @@ def pull(
         image = do_pull(
             reference, platform=platform, all_platforms=all_platforms, output=output,
             cache=cache_dir, jobs=jobs, offline=offline, refresh=refresh, progress=progress,
-            copy=copy, retry=retry_policy(retries), credentials=credential_store(),
+            copy=copy, retry=retry_policy(retries), credentials=registry_credentials(),
             config=settings, rootfs_cache=not no_rootfs_cache,
         )
     if as_json:

@@ -141,8 +141,14 @@ class BlobStream:
             if hashing is not None:
                 hashing.finish()
         release(response)
-        if size is not None and received != size:
-            raise SizeMismatch(size, received, what="blob", digest=self.digest, **place)
+        if size is not None and received < size:
+            # the body ended early (a Content-Length that promised too little, a proxy that cut
+            # it): like any truncation, resumed from here; the registry's answer to the Range
+            # (or the digest) then decides
+            raise TransportError(
+                f"{self.registry}/{self.repository}@{self.digest}: the body ended after "
+                f"{received} of the {size} bytes the descriptor declares"
+            )
         self._hasher.verify(self.digest, what="blob", **place)
         self.verified = True
 
@@ -191,6 +197,11 @@ def open_stream(
     response = auth.send(
         "GET", f"/v2/{repo}/blobs/{want}", reference=str(want), headers=headers
     )
+    if offset and size is not None and response.status == 416:
+        # nothing from ``offset`` on: the blob really is only ``offset`` bytes long
+        discard(response)
+        raise SizeMismatch(size, offset, what="blob", digest=want, registry=registry,
+                           repository=repo)
     raise_for_status(response, what="blob", **place)
     state = hasher if hasher is not None else want.hasher()
     start = 0

@@ -55,6 +55,23 @@ class _FileSink:
         self.written = 0
 
 
+class _MemorySink:
+    """A :class:`~tank.registry.blobs.BlobSink` in memory (for configs and other small blobs)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def written(self) -> int:
+        return len(self.data)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def restart(self) -> None:
+        self.data.clear()
+
+
 class Repository:
     """One repository of a registry, and the session that reads it.
 
@@ -154,19 +171,11 @@ class Repository:
         """A whole blob in memory, verified against ``digest`` (and ``size`` when given).
 
         For configs and other small blobs; stream layers with :meth:`open_blob` or
-        :meth:`download_blob`. A failure worth another try fetches the whole blob again.
+        :meth:`download_blob`. A body that breaks off is resumed where it stopped.
         """
-        want = Digest.parse(digest)
-
-        def once() -> bytes:
-            stream = open_stream(self._auth, want, size=size)
-            try:
-                return b"".join(stream)
-            finally:
-                stream.close()
-
-        out = self._call(once, f"GET blob {want} of")
-        return out
+        sink = _MemorySink()
+        self.fetch_blob(digest, sink, size=size)
+        return bytes(sink.data)
 
     @contextlib.contextmanager
     def open_blob(
