@@ -240,3 +240,43 @@ def test_a_rate_limit_answer_reports_the_headers_and_says_to_log_in(
     assert done.returncode == 6
     assert "0 left" in done.stderr
     assert "tank login" in done.stderr
+
+
+# -- a real pull-through cache: distribution in proxy mode, in front of the token registry -----
+
+
+def test_a_pull_through_cache_serves_many_clients_and_the_registry_sees_none(
+    isolated: IsolatedEnv, token_registry: LocalRegistry, token_server: TokenServer,
+    make_front: MakeFront, seeded: Seeded, tmp_path: Path,
+) -> None:
+    """How a fleet outgrows one machine: tank clients behind one caching mirror (the CNCF
+    registry with ``proxy: remoteurl:``, answering the token registry's challenges itself)."""
+    import subprocess
+    import sys
+
+    with LocalRegistry(proxy_remote=token_registry.url) as cache_registry:
+        upstream, mirror = make_front(token_registry.url), make_front(cache_registry.url)
+        mirrors_config(isolated, upstream.host, mirror.host)
+        ref = f"{upstream.host}/{seeded.repo}:multi"
+        clients = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tank", "pull", ref, "--platform", "linux/arm64",
+                 "--cache", str(tmp_path / f"client{i}"), "--json", "-q"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for i in range(3)
+        ]
+        for client in clients:
+            out, err = client.communicate(timeout=120)
+            assert client.returncode == 0, err
+            doc = json.loads(out)
+            assert doc["indexDigest"] == seeded.multi.manifest_digest
+            assert doc["mirror"] == f"{mirror.host}/{seeded.repo}"
+        assert upstream.requests == []  # tank never reached the registry itself
+        assert token_server.requests  # the cache answered the registry's challenges
+        arm64 = seeded.multi.image_for("linux", "arm64", "v8")
+        for blob in arm64.blobs():  # the cache keeps what it served, for the next client
+            assert cache_registry.blob_path(blob.digest).exists()
+        image = pull(f"{upstream.host}/{seeded.repo}:multi", cache=tmp_path / "last",
+                     platform="linux/arm64")
+        assert image.mirror == f"{mirror.host}/{seeded.repo}"

@@ -73,8 +73,15 @@ class LocalRegistry(Closing):
         client_ca: str | Path | None = None,
         client_cert: tuple[str | Path, str | Path] | None = None,
         storage_dir: str | Path | None = None,
+        proxy_remote: str | None = None,
     ) -> None:
-        """Start the registry and wait until ``GET /v2/`` answers."""
+        """Start the registry and wait until ``GET /v2/`` answers.
+
+        ``proxy_remote`` (a registry's URL) runs it as a pull-through cache of that registry
+        (distribution's ``proxy: remoteurl:``): what it lacks it fetches from there (answering
+        the upstream's token challenges itself), stores, and serves.
+        """
+        self._proxy_remote = proxy_remote
         if token is not None and htpasswd is not None:
             raise ValueError("choose token or htpasswd auth, not both")
         if client_ca is not None and (tls is None or client_cert is None):
@@ -172,6 +179,8 @@ class LocalRegistry(Closing):
             if self._client_ca is not None:
                 lines += ["    clientcas:", f"      - {_q(self._client_ca)}"]
         lines += ["health:", "  storagedriver:", "    enabled: false"]
+        if self._proxy_remote is not None:
+            lines += ["proxy:", f"  remoteurl: {_q(self._proxy_remote)}"]
         if self._token is not None:
             t = self._token
             lines += [
