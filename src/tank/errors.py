@@ -305,23 +305,22 @@ class PolicyError(ConfigError):
 class PolicyRefused(TankError):
     """The signature policy refuses the image (nothing was written or tagged).
 
-    :ivar reference: the image as asked for; :ivar digest: the manifest digest judged.
+    The message names the image, the policy and its scope, each unmet requirement and, for each
+    signature looked at, why it was refused.
+
+    :ivar reference: the image as asked for; :ivar digest: the manifest judged (``None`` when
+        the policy refused before anything was fetched).
     :ivar policy: where the policy came from (a file, or ``--verify-key``).
     :ivar scope: the policy scope that applied (``""`` for the transport's default,
         ``None`` for the policy's ``default``).
-    :ivar failures: one line per requirement that was not met, each naming the signatures
-        looked at and why each was refused.
+    :ivar failures: one line per requirement that was not met.
     """
 
     def __init__(
-        self, reference: str, *, digest: str | None, policy: str, scope: str | None,
-        failures: tuple[str, ...],
+        self, message: str, *, reference: str, digest: str | None, policy: str,
+        scope: str | None, failures: tuple[str, ...],
     ) -> None:
-        where = "the default" if scope is None else f"scope {scope!r}"
-        what = f"{reference}" + (f" ({digest})" if digest else "")
-        super().__init__(
-            f"{what} is refused by the signature policy {policy} ({where}): " + "; ".join(failures)
-        )
+        super().__init__(message)
         self.reference, self.digest, self.policy = reference, digest, policy
         self.scope, self.failures = scope, failures
 

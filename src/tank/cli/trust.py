@@ -118,8 +118,8 @@ def print_verdict(verdict: Verdict) -> None:
     if verdict.policy is None:
         click.echo(f"{head}: accepted (no signature policy: tank accepts every image)")
         return
-    where = "the default" if verdict.scope is None else f"scope {clean(verdict.scope)!r}"
-    click.echo(f"{head}: accepted by {clean(verdict.policy)} ({where})")
+    where = f" ({clean(verdict.where)})" if verdict.where else ""
+    click.echo(f"{head}: accepted by {clean(verdict.policy)}{where}")
     for met in verdict.met:
         if met.accepted is None:
             click.echo(f"  {met.requirement}")

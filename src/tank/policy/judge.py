@@ -69,6 +69,8 @@ class Verdict:
     :ivar images: the image manifests accepted (the platform's, or every entry of an index).
     :ivar policy: where the policy came from (``None``: no policy file, everything accepted).
     :ivar scope: the scope's key (``""`` the transport's default, ``None`` the default).
+    :ivar where: the scope in words (``scope 'docker.io/library'``, ``the default``), or ``""``
+        when the policy has no scopes (``--verify-key``).
     """
 
     reference: Reference
@@ -77,6 +79,7 @@ class Verdict:
     policy: str | None
     scope: str | None
     met: tuple[Met, ...]
+    where: str = ""
 
     @property
     def signatures(self) -> tuple[Accepted, ...]:
@@ -108,8 +111,14 @@ def _failure(index: int, requirement: Requirement, judgement: Judgement,
 
 def _refuse(policy: Policy, scope: Scope, ref: Reference, digest: Digest | None,
             failures: list[str]) -> PolicyRefused:
-    return PolicyRefused(str(ref), digest=str(digest) if digest else None, policy=policy.source,
-                         scope=scope.name, failures=tuple(failures))
+    what = f"{ref}" + (f" ({digest})" if digest else "")
+    where = f" ({scope.describe()})" if policy.transports else ""
+    return PolicyRefused(
+        f"{what} is refused by the signature policy {policy.source}{where}: "
+        + "; ".join(failures),
+        reference=str(ref), digest=str(digest) if digest else None, policy=policy.source,
+        scope=scope.name, failures=tuple(failures),
+    )
 
 
 def precheck(policy: Policy, ref: Reference) -> Scope:
@@ -172,6 +181,7 @@ def judge(
         policy=policy.source, scope=scope.name,
         met=tuple(Met(r.describe(), r.type, results[i].accepted)
                   for i, r in enumerate(requirements)),
+        where=scope.describe() if policy.transports else "",
     )
 
 
