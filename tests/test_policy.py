@@ -43,6 +43,7 @@ from tank.policy import (
     namespaces,
     parse_payload,
     policy_path,
+    precheck,
 )
 from tank.policy import lookup as policy_lookup
 from tank.policy.identity import Named, intended, parse_named
@@ -171,7 +172,7 @@ def test_keyless_gpg_and_base_layer_requirements_read_but_are_never_met(tmp_path
     ]:
         p = policy({"default": [requirement]})
         with pytest.raises(PolicyRefused) as info:
-            judge(p, parse_reference("r.example/app"), [], lambda doc: Found())
+            precheck(p, parse_reference("r.example/app"))
         assert says in str(info.value)
         assert exit_code(info.value) == 7
 
@@ -179,7 +180,7 @@ def test_keyless_gpg_and_base_layer_requirements_read_but_are_never_met(tmp_path
 def test_keys_are_read_when_their_scope_is_used_and_must_be_keys(tmp_path: Path) -> None:
     missing = key_policy(tmp_path / "nope.pub")
     with pytest.raises(PolicyError, match="cannot read the key"):
-        judge(missing, parse_reference("r.example/app"), [], lambda doc: Found())
+        precheck(missing, parse_reference("r.example/app"))
     not_a_key = tmp_path / "garbage.pub"
     not_a_key.write_text("hello")
     with pytest.raises(PolicyError, match="not a PEM public key"):
@@ -423,7 +424,7 @@ def test_a_verdict_names_the_key_and_identity() -> None:
     with_key = Policy.from_json({"default": [{
         "type": "sigstoreSigned", "keyData": base64.b64encode(signer.public_pem).decode(),
         "signedIdentity": {"type": "matchRepository"}}]})
-    verdict = judge(with_key, parse_reference(f"{REPO}:1"), [doc],
+    verdict = judge(with_key, parse_reference(f"{REPO}:1"), doc,
                     lambda d: Found((_sig(data, layer.signature, d.digest),)))
     assert verdict.scope is None
     [accepted] = verdict.signatures

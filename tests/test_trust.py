@@ -27,7 +27,7 @@ from support.cosign import (
 )
 from support.isolated import IsolatedEnv, isolated_fixture  # noqa: F401 (a fixture)
 from tank import pull
-from tank.errors import CacheMiss, PolicyError, PolicyRefused
+from tank.errors import CacheMiss, PlatformNotFound, PolicyError, PolicyRefused
 from tank.policy import Policy, verify
 from tank.store import Store
 from tank.testing.fronts import MakeFront
@@ -179,8 +179,13 @@ def test_from_an_index_the_index_s_signature_or_the_image_s_counts(
     verdict = verify(signed.ref("index-signed"), policy=policy, platform=ARM64)
     assert str(verdict.digest) == signed.index.manifest_digest
     assert verdict.signatures[0].signature.subject == signed.index.manifest_digest
+    assert verdict.images == ()  # the index's signature was enough: no platform was read
+    elsewhere = verify(signed.ref("index-signed"), policy=policy, platform="windows/amd64")
+    assert elsewhere.signatures == verdict.signatures
     child = verify(signed.ref("child-signed"), policy=policy, platform=ARM64)
     assert child.signatures[0].signature.subject == child.images[0]
+    with pytest.raises(PlatformNotFound):
+        verify(signed.ref("child-signed"), policy=policy, platform="windows/amd64")
     _pull(signed.ref("index-signed"), signed.key, tmp_path / "a", platform=ARM64)
     _pull(signed.ref("index-signed"), signed.key, tmp_path / "b", all_platforms=True)
     _pull(signed.ref("child-signed"), signed.key, tmp_path / "c", platform=ARM64)

@@ -310,12 +310,8 @@ def pull(
     :param cancel: set it (from any thread) to stop the pull: downloads stop at their next chunk
         and :class:`KeyboardInterrupt` is raised, as on Ctrl-C; partial downloads stay in the
         cache's ``ingest/`` and the next pull resumes them (:mod:`tank.aio` uses this).
-    :param policy: the signature policy (a :class:`tank.policy.Policy`, or a ``policy.json``
-        path); default: the config's ``policy``, else containers' ``policy.json`` files, else
-        none (every image accepted). It is judged once the manifests are resolved, before any
-        layer is fetched or anything written: :class:`~tank.errors.PolicyRefused` when it
-        refuses, :class:`~tank.errors.PolicyError` when it cannot be used (see
-        :mod:`tank.policy`).
+    :param policy: the signature policy, a :class:`tank.policy.Policy` or a ``policy.json`` path
+        (default: :func:`tank.policy.load_policy`'s), judged before any layer is fetched.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref

@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
@@ -111,12 +112,10 @@ def enforce(
             cache[doc.digest] = find_signatures(repos, doc)
         return cache[doc.digest]
 
-    if isinstance(top, Manifest):
-        return judge(policy, ref, [top], find)
-    verdicts = [judge(policy, ref, [top, image], find) for image in images]
-    if not verdicts:
-        return judge(policy, ref, [top], find)
-    return replace(verdicts[0], images=tuple(v.images[0] for v in verdicts))
+    if isinstance(top, Manifest) or not images:
+        return judge(policy, ref, top, find)
+    verdicts = [judge(policy, ref, top, find, then=[image]) for image in images]
+    return replace(verdicts[0], images=tuple(image.digest for image in images))
 
 
 @dataclass(frozen=True)
@@ -164,9 +163,9 @@ def verify(
 ) -> Verdict:
     """Judge an image against the signature policy without pulling it: ``tank verify``.
 
-    Fetches the manifest ``ref`` names (for an index, also the ``platform`` entry: the config's
-    platform, else the host's) and the signatures the policy needs; nothing else, and nothing
-    is cached.
+    Fetches the manifest ``ref`` names and the signatures the policy needs; for an index whose
+    own signatures are not enough, also the ``platform`` entry's (the config's platform, else
+    the host's) and its signatures. Nothing else, and nothing is cached.
 
     :param policy: a :class:`~tank.policy.Policy` or a ``policy.json`` path; default as a pull
         finds it (:func:`~tank.policy.load_policy`).
@@ -192,8 +191,10 @@ def verify(
     repo = client.repository(endpoint.repository)
     place = Where(reference.registry, reference.repository, reference.fetch_reference)
     top = repo.manifest(reference.fetch_reference).document
-    images: list[Manifest] = []
-    if isinstance(top, Index):
+
+    def platform_image() -> Iterator[Manifest]:
+        """The index's entry for the platform, fetched only if its signatures are needed."""
+        assert isinstance(top, Index)
         want = platform if platform is not None else cfg.platform
         chosen = Platform.parse(want) if isinstance(want, str) else want or host_platform()
         entry = top.select(chosen, place=place)
@@ -203,11 +204,13 @@ def verify(
                 f"the index entry {entry.digest} is not an image manifest of {entry.size} bytes",
                 **place.kwargs(),
             )
-        images.append(child)
+        yield child
+
     if loaded is None:
-        return Verdict(reference, top.digest, tuple(i.digest for i in images) or (top.digest,),
-                       None, None, ())
-    return enforce(loaded, reference, top, images, [repo])
+        images = (top.digest,) if isinstance(top, Manifest) else ()
+        return Verdict(reference, top.digest, images, None, None, ())
+    then = platform_image() if isinstance(top, Index) else iter(())
+    return judge(loaded, reference, top, functools.partial(find_signatures, [repo]), then=then)
 
 
 __all__ = ["MAX_SIGNATURES", "Gate", "enforce", "find_signatures", "gate", "verify"]

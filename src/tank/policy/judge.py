@@ -18,7 +18,7 @@ them from the registry). The rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,9 @@ class Verdict:
 
     :ivar reference: the image as asked for; :ivar digest: the manifest judged (the top one:
         an index's digest when the reference names an index).
-    :ivar images: the image manifests accepted (the platform's, or every entry of an index).
+    :ivar images: the image manifests judged: the top one when it is an image; through an index,
+        the platform's when the index's own signatures were not enough (a pull lists every
+        image it takes).
     :ivar policy: where the policy came from (``None``: no policy file, everything accepted).
     :ivar scope: the scope's key (``""`` the transport's default, ``None`` the default).
     :ivar where: the scope in words (``scope 'docker.io/library'``, ``the default``), or ``""``
@@ -141,13 +143,17 @@ def precheck(policy: Policy, ref: Reference) -> Scope:
 def judge(
     policy: Policy,
     ref: Reference,
-    chain: Sequence[Document],
+    top: Document,
     find: Callable[[Document], Found],
+    *,
+    then: Iterable[Document] = (),
 ) -> Verdict:
-    """Judge the image at the end of ``chain`` (``[manifest]``, or ``[index, image]``) pulled as
-    ``ref``; a :class:`Verdict`, or :class:`~tank.errors.PolicyRefused` (see the module).
+    """Judge ``top`` (the manifest ``ref`` names), and when its signatures are not enough the
+    manifests of ``then`` in turn (an index's image): a :class:`Verdict`, or
+    :class:`~tank.errors.PolicyRefused` (see the module).
 
     :param find: the signatures of one manifest (called at most once per manifest here).
+    :param then: read only while a requirement is unmet, so it may fetch lazily.
     """
     scope = precheck(policy, ref)
     want = intended(ref)
@@ -159,9 +165,10 @@ def judge(
     gathered: list[Signature] = []
     notes: list[str] = []
     manifests: dict[Digest, bytes] = {}
-    for doc in chain:
-        if not pending:
-            break
+    seen = [top]
+    chain = iter(then)
+    doc: Document | None = top
+    while pending and doc is not None:
         found = find(doc)
         gathered.extend(found.signatures)
         notes.extend(found.notes)
@@ -169,15 +176,18 @@ def judge(
         for i in pending:
             results[i] = requirements[i].judge(want, gathered, manifests)
         pending = [i for i in pending if not results[i].met]
-    top = chain[0].digest if chain else None
+        doc = next(chain, None) if pending else None
+        if doc is not None:
+            seen.append(doc)
     failures = [
         _failure(i, r, results.get(i, Judgement(False)), notes)
         for i, r in enumerate(requirements) if not results.get(i, Judgement(False)).met
     ]
     if failures:
-        raise _refuse(policy, scope, ref, top, failures)
+        raise _refuse(policy, scope, ref, top.digest, failures)
     return Verdict(
-        reference=ref, digest=top, images=(chain[-1].digest,) if chain else (),
+        reference=ref, digest=top.digest,
+        images=tuple(d.digest for d in seen if isinstance(d, Manifest)),
         policy=policy.source, scope=scope.name,
         met=tuple(Met(r.describe(), r.type, results[i].accepted)
                   for i, r in enumerate(requirements)),
