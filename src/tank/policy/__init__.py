@@ -63,12 +63,12 @@ from tank.policy.sigstore import (
     Payload,
     Signature,
     parse_payload,
-    signature_tag,
 )
 
 if TYPE_CHECKING:
     from tank.policy.check import Gate, enforce, find_signatures, gate, verify
     from tank.policy.keys import PublicKey
+    from tank.registry.referrers import signature_tag
 
 #: loaded on first use: the registry side, and ``cryptography``
 _LAZY = {
@@ -78,6 +78,7 @@ _LAZY = {
     "gate": "tank.policy.check",
     "Gate": "tank.policy.check",
     "PublicKey": "tank.policy.keys",
+    "signature_tag": "tank.registry.referrers",
 }
 
 

@@ -26,8 +26,9 @@ from tank.errors import CacheMiss, InvalidManifest, NotFound, TankError, Unsuppo
 from tank.image import Index, Manifest, Where, parse_manifest
 from tank.policy.judge import Document, Found, Verdict, judge, precheck
 from tank.policy.lookup import PolicyArg, load_policy
-from tank.policy.sigstore import MAX_PAYLOAD, SIMPLE_SIGNING, Signature, signature_tag
+from tank.policy.sigstore import MAX_PAYLOAD, SIMPLE_SIGNING, Signature
 from tank.reference import Reference
+from tank.registry.referrers import signature_tag
 
 if TYPE_CHECKING:
     from tank.auth.credentials import CredentialsArg

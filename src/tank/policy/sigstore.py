@@ -54,12 +54,6 @@ PAYLOAD_TYPE: Final = "cosign container image signature"
 MAX_PAYLOAD: Final = 4 * 1024 * 1024
 
 
-def signature_tag(digest: str | Digest) -> str:
-    """The tag cosign stores the signatures of ``digest`` under: ``sha256-<hex>.sig``."""
-    d = Digest.parse(str(digest))
-    return f"{d.algorithm}-{d.hex}.sig"
-
-
 @dataclass(frozen=True)
 class Signature:
     """One signature as found: untrusted until :func:`check` accepts it.
@@ -222,5 +216,4 @@ __all__ = [
     "Signature",
     "check",
     "parse_payload",
-    "signature_tag",
 ]
