@@ -45,7 +45,7 @@ MAX_SIGNATURES: Final = 100
 
 
 def _read_tag(repo: Repository, tag: str, subject: Digest) -> Found:
-    """The signatures in the tag's manifest (already fetched and verified)."""
+    """The signatures under ``tag`` (its manifest and payloads fetched, each verified)."""
     info = repo.manifest(tag)
     place = Where(repo.registry, repo.name, tag)
     try:
