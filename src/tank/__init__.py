@@ -21,6 +21,8 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
   (:mod:`tank.auth.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
   config files (:mod:`tank.config`).
 - :class:`Platform` — ``os/arch[/variant]`` (:mod:`tank.platform`).
+- :func:`verify`, :class:`Policy`, :class:`Verdict` — who signed an image, judged by the
+  containers signature policy (:mod:`tank.policy`); ``tank.pull(policy=…)`` enforces it.
 - :func:`manifest`, :func:`manifest_head`, :func:`blob`, :func:`open_blob`, :func:`download_blob`,
   :class:`ManifestInfo`, :class:`BlobStream` — the registry client (:mod:`tank.registry`).
 - :func:`parse_reference` and :class:`Reference` — image references (:mod:`tank.reference`).
@@ -54,6 +56,8 @@ from tank.errors import (
     ManifestTooLarge,
     NotFound,
     PlatformNotFound,
+    PolicyError,
+    PolicyRefused,
     RegistryError,
     SizeMismatch,
     StorageError,
@@ -78,6 +82,8 @@ if TYPE_CHECKING:
     from tank.digest import Digest, Hasher
     from tank.image.config import ImageConfig
     from tank.platform import Platform
+    from tank.policy import Policy, Verdict
+    from tank.policy.check import verify
     from tank.reference import Reference
     from tank.reference import parse as parse_reference
     from tank.registry import (
@@ -133,6 +139,9 @@ _LAZY = {
     "NO_RETRY": ("tank.retry", "NO_RETRY"),
     "Client": ("tank.registry.client", "Client"),
     "Repository": ("tank.registry.repository", "Repository"),
+    "verify": ("tank.policy.check", "verify"),
+    "Policy": ("tank.policy.document", "Policy"),
+    "Verdict": ("tank.policy.judge", "Verdict"),
 }
 
 
@@ -154,6 +163,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     # the work
     "pull", "PulledImage", "ProgressEvent", "unpack", "ImageConfig",
     "inspect", "Inspection", "IndexEntry", "LayerInfo", "list_tags", "resolve_digest",
+    "verify", "Policy", "Verdict",
     # the session, and the seed's stateless functions
     "Client", "Repository", "ManifestInfo", "BlobStream",
     "manifest", "manifest_head", "blob", "open_blob", "download_blob", "tags",
@@ -167,6 +177,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "TransportError", "TLSError",
     "RegistryError", "AuthError", "NotFound", "PlatformNotFound", "UnsupportedManifest",
     "ManifestTooLarge", "InvalidManifest",
-    "CacheMiss", "ConfigError", "StorageError", "LayoutError", "ArchiveError",
+    "CacheMiss", "ConfigError", "PolicyError", "PolicyRefused", "StorageError", "LayoutError",
+    "ArchiveError",
     "UnsupportedLayer", "InvalidImageConfig", "UnpackError", "UnsafeEntry", "LayerTooLarge",
 ]  # fmt: skip

@@ -35,6 +35,8 @@ from tank.digest import Digest
 from tank.errors import InvalidManifest, InvalidReference
 from tank.image import MAX_CONFIG_SIZE, Descriptor, ImageConfig, Index, Manifest
 from tank.platform import Platform, host_platform
+from tank.policy.check import gate as policy_gate
+from tank.policy.lookup import PolicyArg
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
 from tank.retry import DEFAULT_RETRY, RetryPolicy
@@ -242,6 +244,7 @@ def pull(
     credentials: CredentialsArg = None,
     config: Config | None = None,
     cancel: threading.Event | None = None,
+    policy: PolicyArg = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
@@ -281,11 +284,14 @@ def pull(
     :param cancel: set it (from any thread) to stop the pull: downloads stop at their next chunk
         and :class:`KeyboardInterrupt` is raised, as on Ctrl-C; partial downloads stay in the
         cache's ``ingest/`` and the next pull resumes them (:mod:`tank.aio` uses this).
+    :param policy: the signature policy, a :class:`tank.policy.Policy` or a ``policy.json`` path
+        (default: :func:`tank.policy.load_policy`'s), judged before any layer is fetched.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
     cfg = config if config is not None else load_config()
     endpoints = cfg.endpoints(reference)
+    trust = policy_gate(policy, reference, config=cfg, offline=offline)  # before the network
     jobs = jobs if jobs is not None else cfg.jobs or 4
     platform = platform if platform is not None else cfg.platform
     if jobs < 1:
@@ -293,14 +299,16 @@ def pull(
     plan = _plan_output(output, all_platforms)
     want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
-    policy = retry or DEFAULT_RETRY
+    retry_policy = retry or DEFAULT_RETRY
     t = transport or cfg.transport(pool_size=max(8, jobs))
     fetcher = Fetcher(
-        reference, store, open_sources(reference, endpoints, credentials, t, policy),
-        retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
+        reference, store, open_sources(reference, endpoints, credentials, t, retry_policy),
+        retry=retry_policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
         cancel=cancel,
     )
     resolved = _resolve(fetcher, want, all_platforms)
+    trust.check(resolved.top, [child for _, child in resolved.children],  # before any layer
+                [s.repo for s in dict.fromkeys((fetcher.source, fetcher.upstream))])
     blobs = _blobs_of(resolved)
     fetcher.fetch_all(blobs)
     image = resolved.image

@@ -9,6 +9,7 @@ Two files, both optional:
       jobs = 8                                 # default for -j/--jobs
       ca-file = "/etc/ssl/company-ca.pem"      # trusted for every registry, like --ca-file
       insecure-registries = ["registry.lan:5000"]   # plain HTTP or unverified TLS
+      policy = "/etc/tank/policy.json"         # the signature policy (containers' format)
 
       [timeouts]                               # seconds; each also an environment variable
       connect = 30                             # TANK_CONNECT_TIMEOUT
@@ -146,6 +147,8 @@ class Config:
     :ivar mirrors: tank's ``[mirrors]``, one rule per key.
     :ivar registries: ``registries.conf``'s ``[[registry]]`` entries (and v1 lists).
     :ivar files: the files read, in order.
+    :ivar policy: the signature policy file (``policy.json``) named by the config file; ``None``
+        leaves it to containers' locations (:func:`tank.policy.policy_path`).
     """
 
     platform: str | None = None
@@ -156,6 +159,7 @@ class Config:
     mirrors: tuple[RegistryRule, ...] = ()
     registries: tuple[RegistryRule, ...] = ()
     files: tuple[str, ...] = ()
+    policy: str | None = None
 
     def with_options(
         self, *, ca_file: str | os.PathLike[str] | None = None,
@@ -398,7 +402,8 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     """tank's config document as :class:`Config` fields."""
     where = str(path)
     _no_unknown(
-        doc, ("platform", "jobs", "ca-file", "insecure-registries", "timeouts", "mirrors"), where
+        doc, ("platform", "jobs", "ca-file", "insecure-registries", "timeouts", "mirrors",
+              "policy"), where,
     )
     out: dict[str, Any] = {}
     if "platform" in doc:
@@ -417,6 +422,9 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     if "ca-file" in doc:
         ca = _want(doc["ca-file"], str, f"{where}: ca-file", "a path")
         out["ca_file"] = str(path.parent / Path(ca).expanduser())
+    if "policy" in doc:
+        policy = _want(doc["policy"], str, f"{where}: policy", "a path")
+        out["policy"] = str(path.parent / Path(policy).expanduser())
     if "insecure-registries" in doc:
         names = _want(doc["insecure-registries"], list, f"{where}: insecure-registries",
                       "a list of host[:port]")

@@ -21,7 +21,10 @@
     │   └── InvalidManifest     a manifest that is not a JSON object tank can trust
     ├── CacheMiss               the local cache lacks what was asked for (also a LookupError)
     ├── ConfigError             a configuration file, setting or certs.d folder tank cannot use,
-    │                           or a registry the configuration blocks (also a ValueError)
+    │   │                       or a registry the configuration blocks (also a ValueError)
+    │   └── PolicyError         a signature policy (policy.json) or key tank cannot use
+    ├── PolicyRefused           the signature policy refuses the image: which requirement failed,
+    │                           for which signature
     ├── StorageError            the local disk failed: no space left, read-only, permissions
     ├── LayoutError             an OCI layout directory tank cannot write into
     ├── ArchiveError            a docker-archive tank cannot write
@@ -286,6 +289,42 @@ class ConfigError(TankError, ValueError):
     """
 
 
+class PolicyError(ConfigError):
+    """A signature policy tank cannot use: a ``policy.json`` that is not valid JSON or not the
+    containers policy format (an unknown key or requirement type, a missing ``default``, an
+    empty list of requirements), or a public key that cannot be read.
+
+    ``path`` is the policy file (``None`` for a policy given as data).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class PolicyRefused(TankError):
+    """The signature policy refuses the image (nothing was written or tagged).
+
+    The message names the image, the policy and its scope, each unmet requirement and, for each
+    signature looked at, why it was refused.
+
+    :ivar reference: the image as asked for; :ivar digest: the manifest judged (``None`` when
+        the policy refused before anything was fetched).
+    :ivar policy: where the policy came from (a file, or ``--verify-key``).
+    :ivar scope: the policy scope that applied (``""`` for the transport's default,
+        ``None`` for the policy's ``default``).
+    :ivar failures: one line per requirement that was not met.
+    """
+
+    def __init__(
+        self, message: str, *, reference: str, digest: str | None, policy: str,
+        scope: str | None, failures: tuple[str, ...],
+    ) -> None:
+        super().__init__(message)
+        self.reference, self.digest, self.policy = reference, digest, policy
+        self.scope, self.failures = scope, failures
+
+
 class LayoutError(TankError):
     """An OCI layout tank cannot write into: not a layout, or one with a broken index."""
 
@@ -369,6 +408,8 @@ __all__ = [
     "ManifestTooLarge",
     "NotFound",
     "PlatformNotFound",
+    "PolicyError",
+    "PolicyRefused",
     "RegistryError",
     "RegistryErrorDetail",
     "SizeMismatch",

@@ -33,7 +33,9 @@ COMMANDS = {
     "login": "tank.cli.login:login",
     "logout": "tank.cli.login:logout",
     "pull": "tank.cli.pull:pull",
+    "referrers": "tank.cli.trust:referrers",
     "tags": "tank.cli.remote:tags",
+    "verify": "tank.cli.trust:verify",
 }
 
 MAIN_EXAMPLES = """\b
@@ -43,6 +45,7 @@ Examples:
   tank digest ghcr.io/owner/app:1.2
   tank tags alpine --max 20
   tank blob alpine sha256:<hex> -o layer.tar.gz
+  tank verify ghcr.io/o/app:1.2 --verify-key cosign.pub
   tank cache du
   eval "$(tank completion bash)"
 

@@ -38,6 +38,7 @@ from tank.errors import (
     InvalidReference,
     NotFound,
     PlatformNotFound,
+    PolicyRefused,
     RegistryError,
     StorageError,
     TankError,
@@ -52,6 +53,7 @@ EXIT_NOT_FOUND = 3
 EXIT_AUTH = 4
 EXIT_INTEGRITY = 5
 EXIT_UNAVAILABLE = 6
+EXIT_POLICY = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\b
@@ -63,6 +65,7 @@ Exit codes:
   4    authentication or authorisation failed
   5    integrity: digest or size mismatch
   6    network or registry unavailable
+  7    refused by the signature policy
   130  interrupted (Ctrl-C)"""
 
 #: what :func:`fail` maps; anything else is a bug and keeps its traceback
@@ -83,6 +86,8 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_INTEGRITY
     if isinstance(exc, TransportError):
         return EXIT_UNAVAILABLE
+    if isinstance(exc, PolicyRefused):
+        return EXIT_POLICY
     if isinstance(exc, RegistryError) and _unavailable(exc.status):
         return EXIT_UNAVAILABLE
     return EXIT_ERROR
@@ -202,6 +207,8 @@ def hint(exc: BaseException, *, cache_dir: str | None = None) -> str | None:
         return "a digest is sha256: followed by 64 lower-case hex characters"
     if isinstance(exc, StorageError):
         return _storage_hint(exc, cache_dir)
+    if isinstance(exc, PolicyRefused):
+        return "nothing was written; check the policy's keys and signedIdentity (see docs/trust.md)"
     return None
 
 

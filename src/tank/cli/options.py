@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tank._inspect import Reader
     from tank.auth.credentials import Credentials, CredentialsArg, CredentialStore
     from tank.config import Config
+    from tank.registry import Repository
     from tank.retry import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -238,6 +239,18 @@ def retry_policy(retries: int) -> RetryPolicy:
     from tank.retry import DEFAULT_RETRY
 
     return dataclasses.replace(DEFAULT_RETRY, attempts=retries + 1)
+
+
+def session(settings: Config, retries: int, registry: str, repository: str) -> Repository:
+    """A :class:`~tank.Repository` on the registry itself for a command: the credential
+    options' choice, the configuration's trust, timeouts and ``blocked`` rules, ``--retries``."""
+    from tank.registry import Client
+
+    client = Client(
+        registry, credentials=registry_credentials(), transport=settings.transport(),
+        retry=retry_policy(retries), config=settings,
+    )
+    return client.repository(repository)
 
 
 def reader(settings: Config, retries: int, reference: str) -> Reader:

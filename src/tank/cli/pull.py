@@ -24,9 +24,11 @@ from tank.cli.options import (
     retry_policy,
 )
 from tank.cli.output import human_bytes, print_json
+from tank.cli.trust import policy_options
 
 if TYPE_CHECKING:
     from tank.config import Config
+    from tank.policy.lookup import PolicyArg
 
 EXAMPLES = """\b
 Examples:
@@ -35,6 +37,7 @@ Examples:
   tank pull alpine -o rootfs:./alpine-root
   tank pull alpine -o docker-archive:alpine.tar
   tank pull alpine --json | jq .digest
+  tank pull ghcr.io/o/app:1.2 --verify-key cosign.pub
 
 """
 
@@ -61,6 +64,7 @@ Examples:
 @click.option("--no-rootfs-cache", is_flag=True,
               help="With -o rootfs:DIR, unpack straight into DIR instead of building the root "
                    "filesystem once in the cache and copying it out.")
+@policy_options
 @retries_option
 @quiet_option
 @json_option
@@ -68,12 +72,17 @@ Examples:
 def pull(
     reference: str, output: str | None, platform: str | None, all_platforms: bool,
     jobs: int | None, cache_dir: str | None, offline: bool, refresh: bool, copy: bool,
-    no_rootfs_cache: bool, retries: int, quiet: bool, as_json: bool, settings: Config,
+    no_rootfs_cache: bool, policy: PolicyArg, retries: int, quiet: bool, as_json: bool,
+    settings: Config,
 ) -> None:
     """Pull REFERENCE into the cache, verifying every byte; optionally write it out.
 
     An interrupted pull (Ctrl-C, a lost connection, a killed process) keeps what it downloaded;
     the next pull of the same image resumes each blob where it stopped.
+
+    With a signature policy (--policy, --verify-key, or the one containers tools use), the
+    image's signatures are judged once its manifest is known, before any layer is fetched: a
+    refusal exits 7 and writes nothing.
     """
     from tank._pull import pull as do_pull
     from tank.cli.progress import PullProgress
@@ -83,7 +92,7 @@ def pull(
             reference, platform=platform, all_platforms=all_platforms, output=output,
             cache=cache_dir, jobs=jobs, offline=offline, refresh=refresh, progress=progress,
             copy=copy, retry=retry_policy(retries), credentials=registry_credentials(),
-            config=settings, rootfs_cache=not no_rootfs_cache,
+            config=settings, rootfs_cache=not no_rootfs_cache, policy=policy,
         )
     if as_json:
         print_json(image.to_json())

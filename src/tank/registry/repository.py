@@ -33,6 +33,7 @@ from tank.registry.taglist import MAX_TAG_PAGES, MAX_TAGS, get_tag_page, same_or
 from tank.retry import RetryPolicy, call
 
 if TYPE_CHECKING:
+    from tank.image import Index
     from tank.registry.client import Client
 
 _T = TypeVar("_T")
@@ -306,6 +307,23 @@ class Repository:
                     "iterate tag_pages())", **Where(self.registry, self.name, "").kwargs(),
                 )
         return out
+
+    # -- referrers ---------------------------------------------------------------------------
+
+    def referrers(self, digest: str, *, artifact_type: str | None = None) -> Index:
+        """The manifests that refer to ``digest`` (their ``subject``): signatures, SBOMs,
+        attestations, as an OCI index of descriptors (empty when there are none).
+
+        The OCI 1.1 referrers API (``GET /v2/NAME/referrers/DIGEST``, every page), else, when
+        the registry answers ``404``, the referrers tag schema (the index under the tag
+        ``sha256-<hex>``). ``artifact_type`` keeps only the referrers of that
+        ``artifactType`` (filtered here too: a registry may ignore the filter). The list is the
+        registry's word: fetch each referrer with :meth:`manifest` to verify it
+        (:func:`tank.registry.referrers.attachments` does, and checks its subject).
+        """
+        from tank.registry.referrers import referrers
+
+        return referrers(self, Digest.parse(digest), artifact_type=artifact_type)
 
 
 __all__ = ["Repository"]
