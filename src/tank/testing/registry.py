@@ -73,14 +73,17 @@ class LocalRegistry(Closing):
         client_ca: str | Path | None = None,
         client_cert: tuple[str | Path, str | Path] | None = None,
         storage_dir: str | Path | None = None,
+        delete: bool = True,
     ) -> None:
-        """Start the registry and wait until ``GET /v2/`` answers."""
+        """Start the registry and wait until ``GET /v2/`` answers (``delete=False``: with
+        deletion disabled, as most registries run)."""
         if token is not None and htpasswd is not None:
             raise ValueError("choose token or htpasswd auth, not both")
         if client_ca is not None and (tls is None or client_cert is None):
             raise ValueError("client_ca needs tls=(cert, key) and a client_cert for the probe")
         self._client_ca = client_ca
         self._client_cert = client_cert
+        self._delete = delete
         if not os.access(binary, os.X_OK):
             raise RegistryError(
                 f"{binary} not found: install the CNCF registry (apt-get install docker-registry)"
@@ -156,7 +159,7 @@ class LocalRegistry(Closing):
             "  filesystem:",
             f"    rootdirectory: {_q(self.storage_dir)}",
             "  delete:",
-            "    enabled: true",
+            f"    enabled: {'true' if self._delete else 'false'}",
             "  maintenance:",
             "    uploadpurging:",
             "      enabled: false",
