@@ -258,7 +258,7 @@ def test_a_user_who_may_only_pull_is_refused_naming_the_scope(
     with pytest.raises(AuthError, match=r"repository:library/sample:pull,push"):
         repo.upload_blob(b"bob was here")
     with pytest.raises(AuthError, match="pull,push"):
-        repo.tag(repo.manifest("latest").digest or "", "bobs")  # type: ignore[arg-type]
+        repo.tag(repo.manifest("latest").digest or "", "bobs")
     assert "bobs" not in repo.tags()
 
 
