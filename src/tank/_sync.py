@@ -85,8 +85,9 @@ def _entry(table: Any, where: str) -> SyncEntry:
 
 def _repository(text: str, what: str) -> tuple[str, str]:
     """``(registry, repository)`` of a repository reference (a tag or digest is refused)."""
-    ref = parse_reference(text.removeprefix("docker://"))
-    if ref.tag is not None or ref.digest is not None:
+    name = text.removeprefix("docker://")
+    ref = parse_reference(name)
+    if "@" in name or ":" in name.rsplit("/", 1)[-1]:
         raise InvalidReference(text, f"the {what} of --all-tags or a sync is a repository, "
                                      "without a tag or digest")
     return ref.registry, ref.repository
