@@ -16,6 +16,7 @@ from tank.cli.options import (
     cache_option,
     config_options,
     credential_store,
+    inspect_trust_options,
     json_option,
     retries_option,
     retry_policy,
@@ -57,14 +58,15 @@ def _report(result: ArtifactResult, as_json: bool, verb: str) -> None:
               "(default application/vnd.unknown.artifact.v1).")
 @click.option("--annotation", "annotations", metavar="KEY=VALUE", multiple=True,
               help="An annotation on the manifest (repeatable).")
-@click.option("--config", "config_file", metavar="FILE[:MEDIATYPE]",
-              help="A config blob instead of the empty one.")
+@click.option("--config", "config_blob", metavar="FILE[:MEDIATYPE]",
+              help="A config blob instead of the empty one (tank's own config file comes "
+                   "from $TANK_CONFIG here).")
 @retries_option
 @json_option
-@config_options
+@inspect_trust_options
 def push(
     reference: str, files: tuple[str, ...], artifact_type: str | None,
-    annotations: tuple[str, ...], config_file: str | None, retries: int, as_json: bool,
+    annotations: tuple[str, ...], config_blob: str | None, retries: int, as_json: bool,
     settings: Config,
 ) -> None:
     """Push FILE[:MEDIATYPE]... as an artifact named REFERENCE; a directory is packed as
@@ -79,7 +81,7 @@ def push(
         notes[key] = value
     result = push_artifact(
         reference, list(files), artifact_type=artifact_type, annotations=notes,
-        config_file=config_file, credentials=credential_store(), retry=retry_policy(retries),
+        config_file=config_blob, credentials=credential_store(), retry=retry_policy(retries),
         config=settings,
     )
     _report(result, as_json, "pushed")
