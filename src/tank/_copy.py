@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,19 +43,19 @@ from typing import Any, Literal
 from tank._cancel import Cancel
 from tank._fetch import Fetcher
 from tank._fetch import ProgressEvent as _FetchEvent
-from tank._sources import ImageSource, Location, open_source, parse_location
+from tank._sources import ImageSource, Location, RegistrySource, open_source, parse_location
 from tank.auth.credentials import CredentialsArg
 from tank.auth.tokens import TokenCache
 from tank.config import Config
 from tank.config import load as load_config
 from tank.digest import Digest
-from tank.errors import InvalidReference, NotFound
+from tank.errors import InvalidReference, NotFound, TankError, TransportError
 from tank.image import Descriptor, ImageConfig, Index, Manifest
 from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG
 from tank.registry import Client, Repository
 from tank.retry import DEFAULT_RETRY, RetryPolicy
-from tank.store import Store
+from tank.store import BlobWriter, Store
 from tank.store.locations import BlobLocations
 from tank.transport import Transport
 
@@ -168,6 +169,74 @@ def plan(source: ImageSource, want: Platform | None, all_platforms: bool) -> Pla
 # -- to a registry -----------------------------------------------------------------------------
 
 
+class _Feed:
+    """Chunks from a download to an upload running in another thread, a few at a time
+    (bounded memory). The download never blocks on an upload that gave up."""
+
+    _END = object()
+
+    def __init__(self, depth: int = 4) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._abandoned = threading.Event()
+
+    def put(self, item: object) -> None:
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Every chunk is in: the upload may finish."""
+        self.put(self._END)
+
+    def fail(self) -> None:
+        """The bytes fed are not the blob (the download restarted or failed): stop the upload."""
+        self.put(_Broken())
+
+    def abandon(self) -> None:
+        """The upload gave up: take no more chunks."""
+        self._abandoned.set()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, _Broken):
+                raise TransportError("the download feeding this upload broke off")
+            assert isinstance(item, bytes)
+            yield item
+
+
+class _Broken:
+    """The feed's poison pill."""
+
+
+class _TeeSink:
+    """A :class:`~tank.registry.blobs.BlobSink` writing into the cache and feeding an upload."""
+
+    def __init__(self, writer: BlobWriter, feed: _Feed) -> None:
+        self.writer = writer
+        self.feed = feed
+
+    @property
+    def written(self) -> int:
+        """The bytes held."""
+        return self.writer.written
+
+    def write(self, data: bytes) -> None:
+        """Into the cache, and on to the upload."""
+        self.writer.write(data)
+        self.feed.put(data)
+
+    def restart(self) -> None:
+        """The download starts over: so must the upload (from the cache, later)."""
+        self.writer.restart()
+        self.feed.fail()
+
+
 class Pusher:
     """Puts images into one repository (see the module); counts what it did.
 
@@ -189,6 +258,7 @@ class Pusher:
         self.cancel = cancel
         self.chunk_size = chunk_size
         self.present = self.mounted = self.uploaded = self.bytes_uploaded = 0
+        self.downloaded = 0
         self.manifests = 0
         self._lock = threading.Lock()
 
@@ -233,18 +303,67 @@ class Pusher:
                 self._remember(digest)
                 self.emit(CopyEvent("mounted", digest, desc.size, what=what, source=candidate))
                 return
-        path, verified = self.source.blob_file(desc, what)
         self.emit(CopyEvent("uploading", digest, desc.size, what=what))
 
         def sent(n: int) -> None:
             self._count("bytes_uploaded", n)
             self.emit(CopyEvent("bytes", digest, desc.size, n, what))
 
-        repo.upload_blob(path, digest=digest, size=desc.size, verify=not verified,
-                         chunk_size=self.chunk_size, on_bytes=sent, cancelled=self.cancel)
+        if not self._tee(desc, what, sent):
+            path, verified = self.source.blob_file(desc, what)
+            repo.upload_blob(path, digest=digest, size=desc.size, verify=not verified,
+                             chunk_size=self.chunk_size, on_bytes=sent, cancelled=self.cancel)
         self._count("uploaded")
         self._remember(digest)
         self.emit(CopyEvent("uploaded", digest, desc.size, what=what))
+
+    def _tee(self, desc: Descriptor, what: str, sent: Callable[[int], None]) -> bool:
+        """From a registry, a blob not yet cached: download it into the cache and upload the
+        same bytes as they arrive, at once. ``True`` when the upload went through; otherwise
+        (a resumed ingest file, a download that restarted, a failed upload) the blob is left
+        to the ordinary path: into the cache (resumed), then uploaded from there."""
+        src = self.source
+        if not isinstance(src, RegistrySource) or self.chunk_size is not None:
+            return False
+        store = src.store
+        if store.has_blob(desc.digest, desc.size):
+            return False
+        feed = _Feed()
+        outcome: list[BaseException | None] = []
+
+        def upload() -> None:
+            try:
+                self.repo.upload_blob_stream(feed, digest=desc.digest, size=desc.size,
+                                             on_bytes=sent)
+                outcome.append(None)
+            except BaseException as exc:  # reported below; the download carries on alone
+                outcome.append(exc)
+                feed.abandon()
+
+        thread = threading.Thread(target=upload, name="tank-copy-upload", daemon=True)
+        try:
+            with store.writer(desc.digest, desc.size) as writer:
+                if writer is None or writer.written:
+                    return False  # cached meanwhile, or resuming an earlier run's bytes
+                thread.start()
+                hasher = src.fetcher.source.repo.fetch_blob(
+                    desc.digest, _TeeSink(writer, feed), size=desc.size, cancelled=self.cancel,
+                )
+                writer.commit(hasher)
+                feed.close()
+        except TankError:
+            feed.fail()
+            thread.join()
+            return False  # the ordinary path retries, resumes, or tries the registry itself
+        except BaseException:
+            feed.fail()
+            raise
+        finally:
+            if thread.is_alive() or thread.ident is not None:
+                thread.join()
+        self._count("downloaded", desc.size)
+        self.emit(CopyEvent("downloaded", desc.digest, desc.size, what=what))
+        return bool(outcome) and outcome[0] is None
 
     def blobs(self, blobs: list[tuple[Descriptor, str]]) -> None:
         """:meth:`blob` for each, ``jobs`` at once; the first failure stops the rest."""
@@ -411,7 +530,9 @@ def copy(
                     progress=progress, cancel=stop, chunk_size=chunk_size)
     reference = _destination_reference(dst, image_source, chosen.top)
     pusher.push_tree(chosen.top, [c for _, c in chosen.children], chosen.blobs(), reference)
-    downloaded = image_source.fetcher.downloaded if hasattr(image_source, "fetcher") else 0
+    downloaded = pusher.downloaded + (
+        image_source.fetcher.downloaded if isinstance(image_source, RegistrySource) else 0
+    )
     return dataclasses.replace(
         _result(src, dst, chosen, chosen.top.digest, started),
         manifests_pushed=pusher.manifests, blobs_present=pusher.present,

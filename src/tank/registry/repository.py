@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -36,6 +36,7 @@ from tank.registry.uploads import (
     cancel_session,
     mount_sessions,
     upload,
+    upload_stream,
 )
 from tank.registry.writes import delete_manifest, put_manifest
 from tank.retry import RetryPolicy, call
@@ -395,6 +396,23 @@ class Repository:
                 verify=verify, session=session, on_bytes=on_bytes, cancelled=cancelled,
             )
         return Descriptor(media_type, final, length)
+
+    def upload_blob_stream(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        digest: str,
+        size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload a blob whose bytes can be read only once (``chunks``, say a download as it
+        arrives): one streamed ``PATCH`` and ``PUT ?digest=``. Not resumed: when it fails,
+        upload the blob again with :meth:`upload_blob`. The registry checks the digest."""
+        want = Digest.parse(digest)
+        auth = self._pushing()
+        with self._refused_push():
+            upload_stream(auth, chunks, digest=want, size=size, retry=self.retry,
+                          on_bytes=on_bytes)
 
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Mount a blob from another repository of this registry (``POST ?mount=&from=``):

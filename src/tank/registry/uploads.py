@@ -40,7 +40,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
@@ -573,6 +573,57 @@ def _recover(state: _Upload, retry: RetryPolicy) -> None:
         pass  # the next try reaches it again (or fails and is counted)
 
 
+def upload_stream(
+    auth: Authenticator,
+    chunks: Iterable[bytes],
+    *,
+    digest: Digest,
+    size: int,
+    retry: RetryPolicy,
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """Upload a blob whose bytes arrive once, as ``chunks`` (a copy's download, teed): one
+    streamed ``PATCH`` then ``PUT ?digest=`` (one ``PUT`` with the body on a registry that
+    refuses chunks). Nothing is resumed or retried once bytes flow: a failure raises, and the
+    caller uploads the blob again from a file. The registry checks the digest."""
+    session = call(lambda: open_session(auth), policy=retry,
+                   what=f"POST upload {auth.registry}/{auth.repository}")
+    assert session is not None
+
+    def body() -> Iterator[bytes]:
+        sent = 0
+        for chunk in chunks:
+            sent += len(chunk)
+            if sent > size:
+                raise SizeMismatch(size, sent, what="streamed upload", digest=digest)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            yield chunk
+        if sent != size:
+            raise SizeMismatch(size, sent, what="streamed upload", digest=digest)
+
+    sep = "&" if urlsplit(session.url).query else "?"
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    if _refuses_chunks(auth.registry):
+        url = f"{session.url}{sep}digest={quote(str(digest), safe=':')}"
+        response = _send(auth, "PUT", url, headers=headers, body=body(), reference=str(digest))
+        check_written(response, doing="uploading the blob", place=_place(auth, str(digest)))
+        release(response)
+        return
+    headers["Content-Range"] = f"0-{size - 1}"
+    response = _send(auth, "PATCH", session.url, headers=headers, body=body(),
+                     reference=str(digest))
+    if response.status in _NO_CHUNKS:
+        _remember_refusal(auth.registry)
+    check_written(response, doing="uploading the blob", place=_place(auth, str(digest)))
+    session = Session(_location(auth, response, session.url), size)
+    release(response)
+    state = _Upload(auth, Source(b""), digest, _Digesting(Source(b""), digest.algorithm), None,
+                    False, None, None, session)
+    call(lambda: state.put(session, digest, whole=False), policy=retry,
+         what=f"PUT upload {auth.registry}/{auth.repository}")
+
+
 def mount_sessions(
     auth_for: Callable[[str], Authenticator], digest: Digest, sources: Sequence[str],
     retry: RetryPolicy,
@@ -616,4 +667,5 @@ __all__ = [
     "open_session",
     "session_status",
     "upload",
+    "upload_stream",
 ]
