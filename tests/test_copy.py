@@ -24,7 +24,7 @@ from tank._copy import CopyEvent, copy
 from tank._sync import sync
 from tank.errors import NotFound
 from tank.registry import Client
-from tank.testing.fronts import MakeFront
+from tank.testing.fronts import MakeFront, Recorded
 from tank.testing.images import Pusher, make_image, make_layer
 from tank.testing.registry import LocalRegistry
 from tank.testing.seed import Seeded
@@ -287,3 +287,28 @@ def test_copy_all_tags_tag_and_delete_from_the_command_line(
         refused = tank_cli("delete", f"{locked.host}/keep/it:1", cache=None)
         assert refused.returncode == 1
         assert "deletion disabled" in refused.stderr
+
+
+def test_a_blob_corrupted_on_the_way_is_never_pushed_and_the_copy_recovers(
+    registry: LocalRegistry, second: LocalRegistry, tmp_path: Path, make_front: MakeFront
+) -> None:
+    image = make_image([make_layer({"data": os.urandom(5_000_000)})])
+    with Pusher(registry.url) as pusher:
+        pusher.push_image("tee/corrupt", "1", image)
+    front = make_front(registry.url)
+    flipped: list[str] = []
+
+    def once(rec: Recorded) -> bool:
+        path = rec.path
+        if "/blobs/" in path and image.layers[0].digest in path and not flipped:
+            flipped.append(path)
+            return True
+        return False
+
+    front.corrupt = once
+    result = copy(f"{front.host}/tee/corrupt:1", f"{second.host}/tee/corrupt:1",
+                  cache=tmp_path / "c")
+    assert flipped  # the first download of the layer was corrupted (and teed to the upload)
+    assert result.digest == image.manifest_digest
+    dest = Client(second.host).repository("tee/corrupt")
+    assert dest.blob(image.layers[0].digest) == image.layers[0].data
