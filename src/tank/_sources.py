@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tank import _json, mediatypes
 from tank._fetch import Fetcher
@@ -46,12 +46,15 @@ from tank.errors import (
 )
 from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
 from tank.image.manifest import MAX_MANIFEST_SIZE
-from tank.layers.tar import REGULAR_TYPES, LayerReader, split_name
-from tank.outputs.layout import REF_NAME_ANNOTATION, LayoutTarget
 from tank.reference import Reference
 from tank.reference import parse as parse_reference
 from tank.store import Store
 
+if TYPE_CHECKING:
+    from tank.layers.tar import LayerReader
+
+#: the annotation a layout's index.json names its images by (tank.outputs.layout's)
+REF_NAME_ANNOTATION: Final = "org.opencontainers.image.ref.name"
 #: a layout's ``index.json`` or an archive's ``manifest.json`` larger than this is refused
 MAX_INDEX: Final = 16 * 1024 * 1024
 #: an archive's JSON files (configs, manifest.json) are kept in memory up to this size
@@ -93,6 +96,8 @@ def parse_location(text: str) -> Location:
         raise InvalidReference(str(text), "an image location is empty")
     if text.startswith("docker://"):
         return Location("registry", text, reference=parse_reference(text[len("docker://"):]))
+    from tank.outputs.layout import LayoutTarget  # lazily: a registry copy needs none of it
+
     if text.startswith("oci:"):
         target = LayoutTarget.parse(text)
         return Location("oci", text, path=target.path, name=target.tag)
@@ -295,6 +300,8 @@ def _members(path: Path, on_file: Callable[[str, LayerReader, int], None],
              on_link: Callable[[str, str], None] | None = None) -> None:
     """Walk the tar at ``path``: ``on_file(name, reader, size)`` for each regular file (its
     name normalised, ``a/./b`` → ``a/b``), ``on_link(name, target)`` for symlinks."""
+    from tank.layers.tar import REGULAR_TYPES, LayerReader, split_name
+
     try:
         f = path.open("rb")
     except OSError as exc:
@@ -404,6 +411,8 @@ class DockerArchiveSource(ImageSource):
         self._build(files, layers, links, name)
 
     def _resolve(self, member: str, links: dict[str, str]) -> str:
+        from tank.layers.tar import split_name
+
         for _ in range(16):
             target = links.get(member)
             if target is None:
