@@ -312,3 +312,26 @@ def test_a_blob_corrupted_on_the_way_is_never_pushed_and_the_copy_recovers(
     assert result.digest == image.manifest_digest
     dest = Client(second.host).repository("tee/corrupt")
     assert dest.blob(image.layers[0].digest) == image.layers[0].data
+
+
+def test_archives_skopeo_wrote_are_pushed_and_local_copies_are_read_back(
+    registry: LocalRegistry, second: LocalRegistry, seeded: Seeded, tmp_path: Path, policy: str
+) -> None:
+    archive = tmp_path / "sk.tar"
+    ok("skopeo", "--policy", policy, "copy", "--src-tls-verify=false",
+       f"docker://{registry.host}/{seeded.repo}:docker", f"docker-archive:{archive}:sk:v1")
+    result = copy(f"docker-archive:{archive}:sk:v1", f"{second.host}/from/skopeo:v1",
+                  cache=tmp_path / "c")
+    doc = Client(second.host).repository("from/skopeo").manifest("v1").json
+    assert doc["config"]["digest"] == seeded.docker.config.digest
+    assert result.blobs_uploaded >= 1
+    # a layout to a docker-archive, locally, read back by skopeo
+    copy(f"{registry.host}/{seeded.repo}:latest", f"oci:{tmp_path / 'l'}:v1",
+         cache=tmp_path / "c")
+    copy(f"oci:{tmp_path / 'l'}:v1", f"docker-archive:{tmp_path / 'out.tar'}:local/app:v1",
+         cache=tmp_path / "c")
+    ok("skopeo", "--policy", policy, "copy", f"docker-archive:{tmp_path / 'out.tar'}",
+       f"oci:{tmp_path / 'back'}:x")
+    copy(f"oci:{tmp_path / 'l'}:v1", f"oci-archive:{tmp_path / 'o.tar'}:v2",
+         cache=tmp_path / "c")
+    ok("skopeo", "--policy", policy, "inspect", f"oci-archive:{tmp_path / 'o.tar'}:v2")
