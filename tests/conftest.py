@@ -36,8 +36,9 @@ def seeded() -> Seeded:
 
 @pytest.fixture(scope="session")
 def token_server() -> Iterator[TokenServer]:
-    """A token server; anonymous users may pull every repository."""
-    with TokenServer(users={"alice": "wonderland"}) as ts:
+    """A token server; anonymous users may pull every repository, alice may push, bob may
+    only pull."""
+    with TokenServer(users={"alice": "wonderland", "bob": "builder"}, read_only={"bob"}) as ts:
         yield ts
 
 

@@ -43,6 +43,9 @@ LAYERS: dict[str, int] = {
     "tank._inspect": 9,
     "tank._unpack": 9,
     "tank._copy": 9,
+    "tank._sources": 9,
+    "tank._sync": 9,
+    "tank._artifact": 9,
     "tank._fetch": 9,
     "tank": 10,  # the package's __init__: the public names
     "tank.aio": 11,

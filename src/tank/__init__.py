@@ -13,6 +13,9 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
     tank.download_blob(registry, repo, layer_digest, token, "layer.tar.gz")
 
 - :func:`pull`, :class:`PulledImage`, :class:`ProgressEvent` — the whole pull (:mod:`tank.pull`).
+- :func:`copy`, :class:`CopyResult`, :class:`CopyEvent`, :func:`sync` — copies between
+  registries, layouts and archives, and mirrors; :func:`push_artifact`, :func:`pull_artifact`,
+  :class:`ArtifactResult` — OCI artifacts.
 - :class:`Store` — the content-addressed cache (:mod:`tank.store`).
 - :func:`unpack`, :class:`ImageConfig` — root filesystems (:mod:`tank.unpack`).
 - :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
@@ -72,8 +75,11 @@ from tank.errors import (
 )
 
 if TYPE_CHECKING:
+    from tank._artifact import ArtifactResult, pull_artifact, push_artifact
+    from tank._copy import CopyEvent, CopyResult, copy
     from tank._inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
     from tank._pull import ProgressEvent, PulledImage, pull
+    from tank._sync import sync
     from tank._unpack import unpack
     from tank.auth import TokenCache
     from tank.auth.credentials import Credentials, CredentialStore
@@ -103,6 +109,13 @@ if TYPE_CHECKING:
     from tank.transport import Transport
 
 _LAZY = {
+    "copy": ("tank._copy", "copy"),
+    "CopyResult": ("tank._copy", "CopyResult"),
+    "CopyEvent": ("tank._copy", "CopyEvent"),
+    "sync": ("tank._sync", "sync"),
+    "push_artifact": ("tank._artifact", "push_artifact"),
+    "pull_artifact": ("tank._artifact", "pull_artifact"),
+    "ArtifactResult": ("tank._artifact", "ArtifactResult"),
     "unpack": ("tank._unpack", "unpack"),
     "ImageConfig": ("tank.image.config", "ImageConfig"),
     "inspect": ("tank._inspect", "inspect"),
@@ -162,6 +175,8 @@ def __dir__() -> list[str]:
 __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     # the work
     "pull", "PulledImage", "ProgressEvent", "unpack", "ImageConfig",
+    "copy", "CopyResult", "CopyEvent", "sync", "push_artifact", "pull_artifact",
+    "ArtifactResult",
     "inspect", "Inspection", "IndexEntry", "LayerInfo", "list_tags", "resolve_digest",
     "verify", "Policy", "Verdict",
     # the session, and the seed's stateless functions

@@ -135,7 +135,7 @@ def _descriptor_json(d: Descriptor) -> dict[str, Any]:
 class _Output:
     """What ``output=`` asks for, checked before anything is fetched."""
 
-    kind: str | None = None  # "oci", "docker-archive", "rootfs"
+    kind: str | None = None  # "oci", "oci-archive", "docker-archive", "rootfs"
     target: Any = None  # LayoutTarget, ArchiveTarget or Path
 
 
@@ -158,6 +158,10 @@ def _plan_output(output: str | None, all_platforms: bool) -> _Output:
         if all_platforms:
             raise InvalidReference(output, "a docker-archive holds one platform's image")
         return _Output("docker-archive", ArchiveTarget.parse(output))
+    if output.startswith("oci-archive:"):
+        from tank.outputs.oci_archive import parse_target
+
+        return _Output("oci-archive", parse_target(output))
     from tank.outputs.layout import LayoutTarget
 
     return _Output("oci", LayoutTarget.parse(output))
@@ -255,7 +259,8 @@ def pull(
         whole index to an ``oci:`` output, a faithful copy; the returned image is still the
         ``platform`` one.
     :param output: ``oci:DIR[:TAG]`` writes an OCI image layout (TAG defaults to the
-        reference's tag, or ``latest`` for a digest reference); ``docker-archive:FILE[:REF]``
+        reference's tag, or ``latest`` for a digest reference); ``oci-archive:FILE[:TAG]`` the
+        same layout in one tar (as skopeo's ``oci-archive:``); ``docker-archive:FILE[:REF]``
         writes a tar that ``docker load`` reads (REF defaults to the reference);
         ``rootfs:DIR`` unpacks the image into DIR (see :func:`tank.unpack`).
     :param cache: the cache directory (or a :class:`~tank.store.Store`); default
@@ -359,20 +364,26 @@ def _write_output(
 ) -> PulledImage:
     """Write ``plan``'s output; return ``pulled`` with where it went."""
     reference, image = pulled.reference, resolved.image
-    if plan.kind == "oci":
+    if plan.kind in ("oci", "oci-archive"):
         from tank.outputs.image_layout import write_pulled
+        from tank.outputs.oci_archive import write_pulled_archive
 
         tag = plan.target.tag or reference.tag or DEFAULT_TAG
         whole = resolved.index if all_platforms else None
-        digest = write_pulled(
-            store, plan.target.path, tag, image=image, index=whole,
-            children=resolved.children, platform=(
-                pulled.platform if resolved.index is not None and whole is None else None
-            ), copy=copy,
-        )
+        platform = pulled.platform if resolved.index is not None and whole is None else None
+        if plan.kind == "oci":
+            digest = write_pulled(
+                store, plan.target.path, tag, image=image, index=whole,
+                children=resolved.children, platform=platform, copy=copy,
+            )
+        else:
+            digest = write_pulled_archive(
+                store, plan.target.path, tag, image=image, index=whole,
+                children=resolved.children, platform=platform,
+            )
         return dataclasses.replace(
             pulled, output=plan.target.path, output_tag=tag, output_digest=digest,
-            output_kind="oci",
+            output_kind=plan.kind,
         )
     if plan.kind == "docker-archive":
         from tank.outputs.archive import repo_tag, write_docker_archive

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from tank.auth.credentials import Credentials
     from tank.errors import RegistryErrorDetail
+    from tank.transport.client import Body
 
 #: how many challenges one request answers at most (a registry that never settles is refused)
 MAX_ROUNDS = 3
@@ -176,18 +177,22 @@ class Authenticator:
         *,
         reference: str = "",
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: Body | None = None,
     ) -> BaseHTTPResponse:
         """Send ``method path`` to the registry, answering ``401`` challenges (see the module).
 
         One try of the request itself (callers retry the whole exchange); the token endpoint is
         retried here. The response is returned whatever its status but ``401``; its body is
-        left unread. ``reference`` names what is fetched in errors. A request ``body`` (bytes:
-        it is sent again after a challenge) goes to the registry's own origin only.
+        left unread. ``reference`` names what is fetched in errors. A request ``body`` goes to
+        the registry's own origin only. Bytes are sent again after a challenge; a streamed body
+        (an iterable of chunks, an upload's) is sent once: a ``401`` to it is answered (the
+        token renewed or upgraded) and then returned, its body read, for the caller to resume
+        the upload from where the registry says it stands.
         """
         send = dict(headers or {})
         state = _Round()
         self._authorize(send, state)
+
         def request() -> BaseHTTPResponse:
             return self.transport.request_registry(
                 method, self.registry, path, headers=send, body=body, insecure=self.insecure
@@ -198,6 +203,8 @@ class Authenticator:
             self._check_origin(response, reference)
             self._answer(response, send, state, reference)
             state.rounds += 1
+            if body is not None and not isinstance(body, bytes):
+                return response  # a stream cannot be sent twice: the caller resumes it
             response = request()
         return response
 

@@ -25,15 +25,21 @@ from tank.cli.options import CACHE_META
 
 #: command name → ``module:attribute`` of its click command (one module per command group)
 COMMANDS = {
+    "artifact": "tank.cli.artifact:artifact",
     "blob": "tank.cli.remote:blob",
     "cache": "tank.cli.cache:cache",
     "completion": "tank.cli.completion:completion",
+    "copy": "tank.cli.copy:copy",
+    "delete": "tank.cli.copy:delete",
     "digest": "tank.cli.remote:digest",
     "inspect": "tank.cli.remote:inspect",
     "login": "tank.cli.login:login",
     "logout": "tank.cli.login:logout",
     "pull": "tank.cli.pull:pull",
     "referrers": "tank.cli.trust:referrers",
+    "push": "tank.cli.copy:push",
+    "sync": "tank.cli.copy:sync",
+    "tag": "tank.cli.copy:tag",
     "tags": "tank.cli.remote:tags",
     "verify": "tank.cli.trust:verify",
 }
@@ -44,6 +50,7 @@ Examples:
   tank inspect alpine --platform linux/arm64
   tank digest ghcr.io/owner/app:1.2
   tank tags alpine --max 20
+  tank copy alpine registry.local:5000/alpine --all-platforms
   tank blob alpine sha256:<hex> -o layer.tar.gz
   tank verify ghcr.io/o/app:1.2 --verify-key cosign.pub
   tank cache du
@@ -114,5 +121,5 @@ def _set_debug(on: bool) -> None:
               help="On failure print the full detail (the error's chain and traceback, the "
                    "registry's error body), and log retries [env TANK_DEBUG].")
 def main(debug: bool) -> None:
-    """Fast, verified container-image pulls."""
+    """Fast, verified container-image transfers."""
     _set_debug(debug)

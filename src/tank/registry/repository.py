@@ -16,20 +16,29 @@ import dataclasses
 import functools
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from tank._fs import atomic_file
-from tank.auth.session import Authenticator
+from tank.auth.session import Authenticator, repository_scope
 from tank.digest import Digest, Hasher
-from tank.errors import RegistryError
-from tank.image import Where
+from tank.errors import AuthError, RegistryError
+from tank.image import Descriptor, Where
 from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into, open_stream
 from tank.registry.manifests import ManifestHead, ManifestInfo, get_manifest, head_manifest
 from tank.registry.names import manifest_reference
 from tank.registry.taglist import MAX_TAG_PAGES, MAX_TAGS, get_tag_page, same_origin_path
+from tank.registry.uploads import (
+    UploadSource,
+    blob_size,
+    cancel_session,
+    mount_sessions,
+    upload,
+    upload_stream,
+)
+from tank.registry.writes import delete_manifest, put_manifest
 from tank.retry import RetryPolicy, call
 
 if TYPE_CHECKING:
@@ -324,6 +333,161 @@ class Repository:
         from tank.registry.referrers import referrers
 
         return referrers(self, Digest.parse(digest), artifact_type=artifact_type)
+
+
+    # -- writing: blobs, mounts, manifests, tags (push) --------------------------------------
+
+    def _pushing(self) -> Authenticator:
+        """The session's authentication, asking for ``pull,push`` from now on."""
+        if "push" not in self._auth.actions:
+            self._auth.actions = ("pull", "push")
+        return self._auth
+
+    @contextlib.contextmanager
+    def _refused_push(self) -> Iterator[None]:
+        """An :class:`~tank.errors.AuthError` from a write names the scope it needed."""
+        try:
+            yield
+        except AuthError as exc:
+            if exc.status not in (401, 403):
+                raise
+            scope = f"repository:{self.name}:pull,push"
+            refused = AuthError(
+                f"pushing to {self.registry}/{self.name} was refused: it needs the scope "
+                f"{scope}, which these credentials were not granted ({exc})",
+                registry=self.registry, repository=self.name, reference=exc.reference,
+                status=exc.status, errors=exc.errors,
+            )
+            raise refused from exc
+
+    def _mount_auth(self, source: str) -> Authenticator:
+        """Authentication asking for ``repository:NAME:pull,push`` and
+        ``repository:SOURCE:pull`` (a mount needs both), sharing the client's token cache."""
+        mounts: dict[str, Authenticator] = self.__dict__.setdefault("_mounts", {})
+        auth = mounts.get(source)
+        if auth is None:
+            auth = Authenticator(
+                self.client.transport, self.registry, self.name,
+                credentials=self._auth.credentials, token_cache=self.client.token_cache,
+                retry=self.retry,
+            )
+            auth.actions = ("pull", "push")
+            auth.extra_scopes = (repository_scope(source, ("pull",)),)
+            mounts[source] = auth
+        return auth
+
+    def blob_exists(self, digest: str) -> int | None:
+        """``HEAD`` the blob: its size when the repository has it, ``None`` when not."""
+        want = Digest.parse(digest)
+        return self._call(lambda: blob_size(self._auth, want), f"HEAD blob {want} of")
+
+    def upload_blob(
+        self,
+        source: UploadSource,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+        media_type: str = "application/octet-stream",
+        chunk_size: int | None = None,
+        mount_from: Sequence[str] = (),
+        verify: bool = True,
+        on_bytes: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Descriptor:
+        """Upload a blob; return its descriptor (``media_type``, digest, size).
+
+        ``source`` is a path, bytes, or a readable binary file (a seekable one is read from
+        where it stands; another is spooled to a temporary file first). Blobs up to
+        :data:`~tank.registry.uploads.MONOLITHIC_MAX` bytes go up in one ``POST`` + ``PUT``;
+        larger ones stream in ``PATCH`` requests (one, or ``chunk_size`` bytes each, never
+        below the registry's ``OCI-Chunk-Min-Length``); a failed one resumes from the offset
+        the registry reports (:mod:`tank.registry.uploads` has every rule). The digest is
+        computed while reading when not given; a source that does not hash to ``digest`` is
+        never committed (:class:`~tank.errors.DigestMismatch`). ``mount_from`` names
+        repositories of this registry to try a cross-repository mount from first.
+        ``verify=False`` trusts a given digest (the registry still checks it).
+
+        :raises AuthError: the credentials may not push here (the message names the scope).
+        """
+        want = Digest.parse(digest) if digest is not None else None
+        auth = self._pushing()
+        session = None
+        with self._refused_push():
+            if want is not None and mount_from:
+                mounted, session = mount_sessions(self._mount_auth, want, mount_from,
+                                                  self.retry)
+                if mounted:
+                    length = size if size is not None else self.blob_exists(want) or 0
+                    return Descriptor(media_type, want, length)
+            final, length = upload(
+                auth, source, digest=want, size=size, retry=self.retry, chunk_size=chunk_size,
+                verify=verify, session=session, on_bytes=on_bytes, cancelled=cancelled,
+            )
+        return Descriptor(media_type, final, length)
+
+    def upload_blob_stream(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        digest: str,
+        size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload a blob whose bytes can be read only once (``chunks``, say a download as it
+        arrives): one streamed ``PATCH`` and ``PUT ?digest=``. Not resumed: when it fails,
+        upload the blob again with :meth:`upload_blob`. The registry checks the digest."""
+        want = Digest.parse(digest)
+        auth = self._pushing()
+        with self._refused_push():
+            upload_stream(auth, chunks, digest=want, size=size, retry=self.retry,
+                          on_bytes=on_bytes)
+
+    def mount_blob(self, digest: str, from_repository: str) -> bool:
+        """Mount a blob from another repository of this registry (``POST ?mount=&from=``):
+        ``True`` when the registry mounted it (``201``), ``False`` when it opened an upload
+        instead (that session is cancelled: upload the blob then). The token asks for
+        ``repository:NAME:pull,push`` and ``repository:FROM:pull``."""
+        want = Digest.parse(digest)
+        self._pushing()
+        with self._refused_push():
+            mounted, session = mount_sessions(self._mount_auth, want, [from_repository],
+                                              self.retry)
+        if session is not None:
+            cancel_session(self._auth, session)
+        return mounted
+
+    def put_manifest(self, reference: str, raw: bytes, media_type: str) -> Digest:
+        """Push a manifest (or index) as ``reference`` (a tag or its digest); return its digest.
+
+        The bytes are sent exactly as given, with ``media_type`` as their ``Content-Type``; the
+        registry's ``Docker-Content-Digest`` must be their digest. Push every blob (and every
+        child manifest of an index) first: registries refuse a manifest whose parts they lack.
+        """
+        ref = str(manifest_reference(reference))
+        auth = self._pushing()
+        with self._refused_push():
+            return self._call(lambda: put_manifest(auth, ref, raw, media_type),
+                              f"PUT manifest {ref} of")
+
+    def delete_manifest(self, digest: str) -> None:
+        """Delete the manifest ``digest`` (every tag pointing at it goes with it).
+
+        :raises RegistryError: ``status`` 405 when the registry has deletion disabled.
+        """
+        want = Digest.parse(digest)
+        auth = self._auth
+        if "delete" not in auth.actions:
+            auth.actions = (*auth.actions, "delete") if "push" in auth.actions else (
+                "pull", "push", "delete")
+        with self._refused_push():
+            self._call(lambda: delete_manifest(auth, want), f"DELETE manifest {want} of")
+
+    def tag(self, source_digest: str, tag: str) -> Digest:
+        """Point ``tag`` at the manifest ``source_digest`` of this repository: its bytes are
+        fetched and put again under the tag, unchanged (so the digest is the same)."""
+        info = self.manifest(str(Digest.parse(source_digest)))
+        media_type = info.media_type or str(info.json.get("mediaType") or "")
+        return self.put_manifest(tag, info.raw, media_type)
 
 
 __all__ = ["Repository"]

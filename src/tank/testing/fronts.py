@@ -8,7 +8,10 @@ in their own modules, re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -108,6 +111,8 @@ class _FrontHandler(_Handler):
     def _handle(self) -> None:
         rec = self.record()
         front = self.front
+        with front._lock:
+            self.path = front._aliases.get(self.path, self.path)
         respond = front.respond
         override = respond(rec) if respond is not None else None
         chunked_in = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
@@ -117,6 +122,10 @@ class _FrontHandler(_Handler):
         if override is not None:
             self.read_body()
             self.send_simple(*override)
+            return
+        cut = front.cut_upload(rec) if front.cut_upload is not None else None
+        if cut is not None and not chunked_in:
+            self._cut(headers, cut)
             return
         if chunked_in:
             body = self.read_body()
@@ -155,6 +164,39 @@ class _FrontHandler(_Handler):
             else:
                 resp.close()
 
+    def _cut(self, headers: urllib3.HTTPHeaderDict, keep: int) -> None:
+        """Forward only the first ``keep`` bytes of the request body (as a complete request,
+        its Content-Range shortened to match), then reset the client's connection unanswered:
+        an upload broken off mid-body, with the registry holding what arrived."""
+        length = int(self.headers.get("Content-Length") or 0)
+        keep = max(0, min(keep, length))
+        body = self.rfile.read(keep) if keep else b""
+        headers["Content-Length"] = str(len(body))
+        start = (self.headers.get("Content-Range") or "").partition("-")[0]
+        if start.isdigit():
+            if body:
+                headers["Content-Range"] = f"{start}-{int(start) + len(body) - 1}"
+            else:
+                del headers["Content-Range"]
+        if body:
+            resp = self.front._pool.urlopen(
+                self.command, self.front.backend_url + self.path, body=body, headers=headers,
+                retries=False, redirect=False,
+            )
+            resp.release_conn()
+            location = resp.headers.get("Location")
+            if location:  # the session's URL stays valid, as where sessions are named by UUID
+                parts = urlsplit(location)
+                with self.front._lock:
+                    self.front._aliases[self.path] = parts.path + (
+                        f"?{parts.query}" if parts.query else "")
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()
+
     def _relay(self, rec: Recorded, resp: urllib3.BaseHTTPResponse) -> None:
         front = self.front
         strip = {h.lower() for h in front.strip_headers}
@@ -165,6 +207,11 @@ class _FrontHandler(_Handler):
         for k, v in resp.headers.items():
             if k.lower() in HOP_BY_HOP or k.lower() in strip:
                 continue
+            if k.lower() == "location" and front.relative_locations:
+                parts = urlsplit(v)
+                v = parts.path + (f"?{parts.query}" if parts.query else "")
+            if k.lower() == "range" and front.range_prefix and not v.startswith("bytes="):
+                v = front.range_prefix + v
             self.send_header(k, v)
         if no_body:
             self.end_headers()
@@ -204,6 +251,14 @@ class Front(_RecordingServer):
     that the backend would serve are answered 307 to it), ``respond`` (a full override),
     ``rate`` (a cap in bytes per second on each response body, so on each connection, as a slow
     link would give; ``None``: as fast as loopback goes).
+
+    Upload hooks: ``cut_upload`` (return a byte count to forward only that much of a request's
+    body, as a complete request, then reset the client's connection unanswered: a ``PATCH``
+    broken off mid-body; the session's URL the client holds stays valid, as it does on
+    registries that name sessions by UUID alone, where distribution's signed ``_state`` would
+    refuse it), ``relative_locations`` (``Location`` headers sent as path and query,
+    as Docker Hub and Harbor send them), ``range_prefix`` (``"bytes="`` before an upload's
+    ``Range: 0-N``, as some registries write it).
     """
 
     def __init__(
@@ -221,6 +276,10 @@ class Front(_RecordingServer):
         self.redirect_blobs: str | None = None
         self.respond: Callable[[Recorded], Response | None] | None = None
         self.rate: float | None = None
+        self.cut_upload: Callable[[Recorded], int | None] | None = None
+        self._aliases: dict[str, str] = {}
+        self.relative_locations = False
+        self.range_prefix = ""
         kw: dict[str, Any] = {}
         if backend_ca is not None:
             kw["ca_certs"] = str(backend_ca)

@@ -74,8 +74,10 @@ class LocalRegistry(Closing):
         client_cert: tuple[str | Path, str | Path] | None = None,
         storage_dir: str | Path | None = None,
         proxy_remote: str | None = None,
+        delete: bool = True,
     ) -> None:
-        """Start the registry and wait until ``GET /v2/`` answers.
+        """Start the registry and wait until ``GET /v2/`` answers (``delete=False``: with
+        deletion disabled, as most registries run).
 
         ``proxy_remote`` (a registry's URL) runs it as a pull-through cache of that registry
         (distribution's ``proxy: remoteurl:``): what it lacks it fetches from there (answering
@@ -88,6 +90,7 @@ class LocalRegistry(Closing):
             raise ValueError("client_ca needs tls=(cert, key) and a client_cert for the probe")
         self._client_ca = client_ca
         self._client_cert = client_cert
+        self._delete = delete
         if not os.access(binary, os.X_OK):
             raise RegistryError(
                 f"{binary} not found: install the CNCF registry (apt-get install docker-registry)"
@@ -163,7 +166,7 @@ class LocalRegistry(Closing):
             "  filesystem:",
             f"    rootdirectory: {_q(self.storage_dir)}",
             "  delete:",
-            "    enabled: true",
+            f"    enabled: {'true' if self._delete else 'false'}",
             "  maintenance:",
             "    uploadpurging:",
             "      enabled: false",

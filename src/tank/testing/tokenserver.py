@@ -112,12 +112,15 @@ class TokenServer(Closing):
         host: str = "127.0.0.1",
         expires_in: int = 300,
         realm_host: str | None = None,
+        read_only: Iterable[str] = (),
     ) -> None:
         """Start serving at once; ``public=None`` lets anonymous users pull every repository.
+        Users named in ``read_only`` are granted ``pull`` only, whatever they ask for.
 
         ``realm_host`` names the realm's host in challenges instead of ``host`` (a name only a
         test proxy resolves, say), while the server listens on ``host``."""
         self.users: dict[str, str] = dict(users or {})
+        self.read_only: set[str] = set(read_only)
         self.public: set[str] | None = None if public is None else set(public)
         self.service = service
         self.issuer = issuer
@@ -243,7 +246,9 @@ class TokenServer(Closing):
     def _grant(self, user: str | None, scopes: list[_Scope]) -> list[dict[str, Any]]:
         access: list[dict[str, Any]] = []
         for s in scopes:
-            if user is not None:
+            if user is not None and user in self.read_only:
+                actions = [a for a in s.actions if a == "pull"]
+            elif user is not None:
                 actions = list(s.actions)
             elif s.type == "repository" and (self.public is None or s.name in self.public):
                 actions = [a for a in s.actions if a == "pull"]
