@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "tank._sync": 9,
     "tank._artifact": 9,
     "tank._fetch": 9,
+    "tank._attach": 9,
     "tank": 10,  # the package's __init__: the public names
     "tank.aio": 11,
     "tank.cli": 12,

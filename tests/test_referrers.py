@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from support.artifacts import EMPTY, INTOTO, OCI_INDEX, OCI_MANIFEST, SPDX, artifact
 from support.cosign import Signer, sign_image
 from tank.errors import InvalidManifest, RegistryError
 from tank.image import Index, Manifest, parse_manifest
@@ -25,29 +26,8 @@ from tank.registry.referrers import (
 )
 from tank.testing.fronts import MakeFront
 from tank.testing.http import Recorded, Response
-from tank.testing.images import Blob, Pusher, sample_image, sha256_digest
+from tank.testing.images import Pusher, sample_image, sha256_digest
 from tank.testing.registry import LocalRegistry
-
-SPDX = "application/spdx+json"
-INTOTO = "application/vnd.in-toto+json"
-EMPTY = "application/vnd.oci.empty.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-
-def artifact(subject: str, subject_size: int, artifact_type: str, body: bytes,
-             annotations: dict[str, str] | None = None) -> tuple[bytes, Blob, Blob]:
-    """An OCI 1.1 artifact manifest (an image manifest with artifactType and subject)."""
-    config = Blob.of(b"{}", EMPTY)
-    layer = Blob.of(body, artifact_type)
-    doc = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
-        "config": config.descriptor(), "layers": [layer.descriptor()],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size},
-    }
-    if annotations:
-        doc["annotations"] = annotations
-    return json.dumps(doc).encode(), config, layer
 
 
 @dataclass(frozen=True)

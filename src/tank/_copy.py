@@ -40,6 +40,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tank._attach import carry_attachments
 from tank._cancel import Cancel
 from tank._fetch import Fetcher, open_sources
 from tank._fetch import ProgressEvent as _FetchEvent
@@ -52,6 +53,8 @@ from tank.digest import Digest
 from tank.errors import InvalidReference, NotFound, TankError, TransportError
 from tank.image import Descriptor, ImageConfig, Index, Manifest
 from tank.platform import Platform, host_platform
+from tank.policy.check import gate as policy_gate
+from tank.policy.lookup import PolicyArg
 from tank.reference import DEFAULT_TAG
 from tank.registry import Client, Repository
 from tank.retry import DEFAULT_RETRY, RetryPolicy
@@ -401,6 +404,17 @@ class Pusher:
         self._count("manifests")
         self.emit(CopyEvent("pushed", doc.digest, doc.size, what=reference))
 
+    def put_with_blobs(self, doc: Document, reference: str,
+                       blobs: list[tuple[Descriptor, str]]) -> bool:
+        """Put ``doc`` as ``reference`` after its ``blobs``, unless ``reference`` already names
+        it; whether it was put."""
+        if self.has_manifest(reference) == doc.digest:
+            self.emit(CopyEvent("present", doc.digest, doc.size, what=reference))
+            return False
+        self.blobs(blobs)
+        self.put(doc, reference)
+        return True
+
     def push_tree(self, top: Document, children: list[Manifest], blobs: list[tuple[Descriptor,
                   str]], reference: str) -> None:
         """Put ``top`` as ``reference`` with everything it needs first: nothing when the
@@ -472,6 +486,9 @@ def copy(
     config: Config | None = None,
     chunk_size: int | None = None,
     cancel: threading.Event | None = None,
+    policy: PolicyArg = None,
+    signatures: bool = False,
+    referrers: bool = False,
 ) -> CopyResult:
     """Copy an image from ``source`` to ``destination``; return what was done.
 
@@ -490,6 +507,13 @@ def copy(
     :param chunk_size: upload ``PATCH`` chunks of this many bytes (default: one per blob).
     :param cancel: set it to stop the copy (:class:`KeyboardInterrupt`); what was uploaded
         stays, and the next copy skips it.
+    :param policy: the signature policy a registry source is judged by (as for
+        :func:`tank.pull`): checked once the source's manifests are resolved, before anything
+        is written or tagged (:class:`~tank.errors.PolicyRefused` otherwise).
+    :param signatures: carry cosign's signatures along (the ``sha256-<hex>.sig`` tags of the
+        image, and of each image of an index copied whole), byte for byte.
+    :param referrers: carry the OCI 1.1 referrers (signatures, SBOMs, attestations); on a
+        destination without the referrers API, its referrers tag (``sha256-<hex>``) is written.
     :raises AuthError: the destination refused the push (the message names the scope).
     """
     started = time.perf_counter()
@@ -502,18 +526,31 @@ def copy(
     platform = platform if platform is not None else cfg.platform
     want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
-    policy = retry or DEFAULT_RETRY
+    retry_policy = retry or DEFAULT_RETRY
     stop = cancel if cancel is not None else Cancel()
+    if (signatures or referrers) and not (src.is_registry and dst.is_registry):
+        raise InvalidReference(
+            destination if src.is_registry else source,
+            "signatures and referrers are carried only from a registry to a registry")
     if src.is_registry and not dst.is_registry:
         return _pull_to(src, dst, store=store, want=want, all_platforms=all_platforms, jobs=jobs,
-                        credentials=source_credentials, retry=policy, transport=transport,
-                        config=cfg, cancel=stop, started=started)
+                        credentials=source_credentials, retry=retry_policy, transport=transport,
+                        config=cfg, cancel=stop, started=started, policy=policy)
     t = transport or cfg.transport(pool_size=max(8, 2 * jobs))
+    trust = (
+        policy_gate(policy, src.reference, config=cfg)
+        if src.is_registry and src.reference is not None else None
+    )
     image_source = (
-        _registry_source(src, store, cfg, source_credentials, t, policy, jobs, stop, progress)
+        _registry_source(src, store, cfg, source_credentials, t, retry_policy, jobs, stop,
+                         progress)
         if src.is_registry else open_source(src, store)
     )
     chosen = plan(image_source, want, all_platforms)
+    if trust is not None and isinstance(image_source, RegistrySource):
+        fetcher = image_source.fetcher
+        trust.check(chosen.top, chosen.images(),  # before anything is written or tagged
+                    [s.repo for s in dict.fromkeys((fetcher.source, fetcher.upstream))])
     if progress is not None and not src.is_registry:
         progress(CopyEvent("manifest", chosen.top.digest, chosen.top.size,
                            what=chosen.top.kind))
@@ -522,12 +559,16 @@ def copy(
         return _result(src, dst, chosen, digest, started)
     assert dst.reference is not None
     client = Client(dst.reference.registry, credentials=dest_credentials, transport=t,
-                    retry=policy, token_cache=TokenCache())
+                    retry=retry_policy, token_cache=TokenCache(), config=cfg)
     repo = client.repository(dst.reference.repository)
     pusher = Pusher(repo, image_source, locations=BlobLocations(store), jobs=jobs,
                     progress=progress, cancel=stop, chunk_size=chunk_size)
     reference = _destination_reference(dst, image_source, chosen.top)
     pusher.push_tree(chosen.top, [c for _, c in chosen.children], chosen.blobs(), reference)
+    if (signatures or referrers) and isinstance(image_source, RegistrySource):
+        subjects = [chosen.top.digest, *(c.digest for _, c in chosen.children)]
+        carry_attachments(pusher, image_source.fetcher.source.repo, subjects,
+                          signatures=signatures, referrers=referrers)
     downloaded = pusher.downloaded + (
         image_source.fetcher.downloaded if isinstance(image_source, RegistrySource) else 0
     )
@@ -554,7 +595,7 @@ def _result(src: Location, dst: Location, chosen: Plan, digest: Digest, started:
 def _pull_to(
     src: Location, dst: Location, *, store: Store, want: Platform | None, all_platforms: bool,
     jobs: int, credentials: CredentialsArg, retry: RetryPolicy, transport: Transport | None,
-    config: Config, cancel: threading.Event, started: float,
+    config: Config, cancel: threading.Event, started: float, policy: PolicyArg = None,
 ) -> CopyResult:
     """A registry to a local destination: :func:`tank.pull` with ``output=``."""
     from tank._pull import pull
@@ -562,7 +603,7 @@ def _pull_to(
     assert src.reference is not None
     pulled = pull(src.reference, platform=want, all_platforms=all_platforms, output=dst.text,
                   cache=store, jobs=jobs, retry=retry, transport=transport,
-                  credentials=credentials, config=config, cancel=cancel)
+                  credentials=credentials, config=config, cancel=cancel, policy=policy)
     return CopyResult(
         source=src.text, destination=dst.text,
         digest=pulled.output_digest or pulled.index_digest or pulled.digest,

@@ -11,7 +11,10 @@ A sync file is TOML (read with :mod:`tomllib`)::
 
 Invariants: every tag is one :func:`tank.copy`, so everything a copy guarantees holds per tag
 (digests preserved, present blobs skipped, mounts, resumption); a second run of a finished sync
-transfers nothing (each tag costs a ``HEAD`` at either end). Tags are copied in the source's
+transfers nothing (each tag costs a ``HEAD`` at either end). Tags that hold what is attached
+to an image (cosign's ``sha256-<hex>.sig``/``.att``/``.sbom``, the referrers tag schema's
+``sha256-<hex>``) are not images of their own: they are skipped, and ``signatures=`` /
+``referrers=`` carry them with the image they belong to. Tags are copied in the source's
 order; the first failure stops the sync (what was copied stays). Into ``oci:DIR`` each
 repository becomes the layout ``DIR/REPOSITORY`` holding every tag by name.
 """
@@ -31,8 +34,10 @@ from tank.auth.credentials import CredentialsArg
 from tank.config import Config
 from tank.config import load as load_config
 from tank.errors import ConfigError, InvalidReference
+from tank.policy.lookup import PolicyArg, load_policy
 from tank.reference import parse as parse_reference
 from tank.registry import Client
+from tank.registry.referrers import is_attachment_tag
 from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.store import Store
 from tank.transport import Transport
@@ -108,19 +113,24 @@ def copy_all_tags(
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
     config: Config | None = None,
+    policy: PolicyArg = None,
+    signatures: bool = False,
+    referrers: bool = False,
 ) -> list[CopyResult]:
     """Copy every tag of the repository ``source`` matching ``patterns`` to ``destination``
     (a repository, or ``oci:DIR``: the layout ``DIR/REPOSITORY``); one result per tag, each
     also handed to ``on_tag`` as it is done."""
     registry, repository = _repository(source, "source")
     cfg = config if config is not None else load_config()
-    policy = retry or DEFAULT_RETRY
+    policy = load_policy(policy, config=cfg)  # once, and a bad file before any transfer
+    retry_policy = retry or DEFAULT_RETRY
     t = transport or cfg.transport(pool_size=max(8, 2 * (jobs or cfg.jobs or 4)))
     store = cache if isinstance(cache, Store) else Store(cache)
-    client = Client(registry, credentials=source_credentials, transport=t, retry=policy,
+    client = Client(registry, credentials=source_credentials, transport=t, retry=retry_policy,
                     config=cfg)
     tags = [tag for tag in client.repository(repository).tags()
-            if any(fnmatch.fnmatchcase(tag, p) for p in patterns)]
+            if any(fnmatch.fnmatchcase(tag, p) for p in patterns)
+            and not is_attachment_tag(tag)]  # they come with their image (signatures=...)
     if destination.startswith("oci:"):
         base = destination[len("oci:"):].rstrip("/")
         target = f"oci:{base}/{repository}"
@@ -132,8 +142,8 @@ def copy_all_tags(
         result = copy(
             f"{registry}/{repository}:{tag}", f"{target}:{tag}", all_platforms=all_platforms,
             jobs=jobs, cache=store, source_credentials=source_credentials,
-            dest_credentials=dest_credentials, progress=progress, retry=policy, transport=t,
-            config=cfg,
+            dest_credentials=dest_credentials, progress=progress, retry=retry_policy,
+            transport=t, config=cfg, policy=policy, signatures=signatures, referrers=referrers,
         )
         results.append(result)
         if on_tag is not None:
@@ -154,6 +164,9 @@ def sync(
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
     config: Config | None = None,
+    policy: PolicyArg = None,
+    signatures: bool = False,
+    referrers: bool = False,
 ) -> list[CopyResult]:
     """Mirror what a sync file (or a list of :class:`SyncEntry`) names; one result per tag.
 
@@ -163,6 +176,7 @@ def sync(
     """
     chosen = load_sync_file(entries) if isinstance(entries, str | os.PathLike) else list(entries)
     cfg = config if config is not None else load_config()
+    policy = load_policy(policy, config=cfg)
     out: list[CopyResult] = []
     for entry in chosen:
         out += copy_all_tags(
@@ -170,7 +184,8 @@ def sync(
             all_platforms=entry.all_platforms if all_platforms is None else all_platforms,
             jobs=jobs, cache=cache, source_credentials=source_credentials,
             dest_credentials=dest_credentials, progress=progress, on_tag=on_tag, retry=retry,
-            transport=transport, config=cfg,
+            transport=transport, config=cfg, policy=policy, signatures=signatures,
+            referrers=referrers,
         )
     return out
 

@@ -9,7 +9,6 @@ credential store for each registry. A refused push exits 4 and names the scope i
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,15 +19,17 @@ from tank.cli.errors import EXIT_CODES_HELP
 from tank.cli.options import (
     cache_option,
     config_options,
-    credential_store,
     json_option,
+    parse_creds,
     platform_option,
     quiet_option,
+    registry_credentials,
     retries_option,
     retry_policy,
     session,
 )
 from tank.cli.output import clean, human_bytes, print_json
+from tank.cli.trust import policy_options
 
 if TYPE_CHECKING:
     from tank._copy import CopyEvent, CopyResult
@@ -47,21 +48,11 @@ Examples:
 
 
 def _read_creds(value: str | None, side: str) -> Any:
-    """``USER[:PASS]`` as credentials (the password asked for when missing); else the store."""
+    """``USER[:PASS]`` as credentials (the password asked for when missing); else what the
+    credential options chose (``--authfile``, ``--creds``, ``--no-creds``), else the store."""
     if value is None:
-        return credential_store()
-    from tank.auth.credentials import Credentials
-
-    user, colon, password = value.partition(":")
-    if not user:
-        raise click.BadParameter("give USER[:PASS]", param_hint=f"--{side}-creds")
-    if not colon:
-        if sys.stdin.isatty():
-            password = click.prompt(f"Password for {user} ({side})", hide_input=True,
-                                    err=True)
-        else:
-            password = sys.stdin.readline().rstrip("\r\n")
-    return Credentials(user, password, source=f"--{side}-creds")
+        return registry_credentials()
+    return parse_creds(value, option=f"--{side}-creds")
 
 
 def creds_options(f: Any) -> Any:
@@ -131,16 +122,29 @@ def _common(f: Any) -> Any:
     return f
 
 
+def _carry_options(f: Any) -> Any:
+    f = click.option(
+        "--referrers", is_flag=True,
+        help="Carry the image's OCI referrers (signatures, SBOMs, attestations); a "
+             "destination without the referrers API gets the referrers tag.")(f)
+    return click.option(
+        "--signatures", is_flag=True,
+        help="Carry cosign's signatures (the sha256-<hex>.sig tags) byte for byte.")(f)
+
+
 @click.command(epilog=COPY_EXAMPLES + EXIT_CODES_HELP)
 @click.argument("source")
 @click.argument("destination")
 @click.option("--all-tags", is_flag=True,
               help="SOURCE and DESTINATION are repositories: copy every tag.")
+@_carry_options
 @_common
+@policy_options
 def copy(
-    source: str, destination: str, all_tags: bool, platform: str | None, all_platforms: bool,
-    jobs: int | None, src_creds: str | None, dest_creds: str | None, cache_dir: str | None,
-    retries: int, quiet: bool, as_json: bool, settings: Config,
+    source: str, destination: str, all_tags: bool, signatures: bool, referrers: bool,
+    platform: str | None, all_platforms: bool, jobs: int | None, src_creds: str | None,
+    dest_creds: str | None, cache_dir: str | None, retries: int, quiet: bool, as_json: bool,
+    settings: Config, policy: Any,
 ) -> None:
     """Copy an image from SOURCE to DESTINATION, digests preserved.
 
@@ -155,7 +159,8 @@ def copy(
         "source_credentials": _read_creds(src_creds, "src"),
         "dest_credentials": _read_creds(dest_creds, "dest"),
         "progress": CopyProgress(quiet=quiet), "retry": retry_policy(retries),
-        "config": settings,
+        "config": settings, "policy": policy, "signatures": signatures,
+        "referrers": referrers,
     }
     if all_tags:
         from tank._sync import copy_all_tags
@@ -226,14 +231,17 @@ A sync file (TOML):
               help="Copy whole indexes, whatever the file says.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               show_default="4, or the config's jobs", help="Blobs in flight at once.")
+@_carry_options
 @cache_option
 @retries_option
 @quiet_option
 @json_option
 @config_options
+@policy_options
 def sync(
-    file: str, all_platforms: bool | None, jobs: int | None, cache_dir: str | None,
-    retries: int, quiet: bool, as_json: bool, settings: Config,
+    file: str, all_platforms: bool | None, jobs: int | None, signatures: bool,
+    referrers: bool, cache_dir: str | None, retries: int, quiet: bool, as_json: bool,
+    settings: Config, policy: Any,
 ) -> None:
     """Mirror the repositories and tags FILE names into another registry or a directory of OCI
     layouts; a second run transfers nothing."""
@@ -241,8 +249,9 @@ def sync(
 
     results = do_sync(
         file, all_platforms=all_platforms or None, jobs=jobs, cache=cache_dir,
-        source_credentials=credential_store(), dest_credentials=credential_store(),
+        source_credentials=registry_credentials(), dest_credentials=registry_credentials(),
         progress=CopyProgress(quiet=quiet), retry=retry_policy(retries), config=settings,
+        policy=policy, signatures=signatures, referrers=referrers,
         on_tag=None if as_json else (lambda r: click.echo(clean(_summary(r)))),
     )
     if as_json:

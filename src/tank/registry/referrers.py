@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -56,6 +57,16 @@ def signature_tag(digest: str | Digest) -> str:
     """cosign's tag for the signatures of ``digest``: ``sha256-<hex>.sig``."""
     d = Digest.parse(str(digest))
     return f"{d.algorithm}-{d.hex}.sig"
+
+
+_ATTACHMENT_TAG = re.compile(r"[a-z0-9]{1,32}-[0-9a-f]{32,64}(?:\.(?:sig|att|sbom))?")
+
+
+def is_attachment_tag(tag: str) -> bool:
+    """Whether ``tag`` names something attached to an image rather than an image: a referrers
+    tag schema index (``sha256-<hex>``) or cosign's signatures, attestations or SBOM
+    (``sha256-<hex>.sig``, ``.att``, ``.sbom``)."""
+    return _ATTACHMENT_TAG.fullmatch(tag) is not None
 
 
 def get_referrers_page(
@@ -289,6 +300,7 @@ __all__ = [
     "Attached",
     "attachments",
     "get_referrers_page",
+    "is_attachment_tag",
     "referrer_descriptor",
     "referrers",
     "referrers_tag",
