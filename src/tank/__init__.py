@@ -1,4 +1,4 @@
-"""tank: fast, verified container-image pulls.
+"""tank: fast, verified container-image transfers.
 
 The public API, importable from ``tank`` itself (heavier modules load on first use, so
 ``import tank`` stays cheap)::
