@@ -27,7 +27,7 @@ from tank.testing.seed import Seeded
 LS_KEYS = {"cache", "images", "blobs", "rootfs", "ingest"}
 IMAGE_KEYS = {"reference", "digest", "mediaType", "updated", "cached", "size", "platforms"}
 DU_KEYS = {"cache", "images", "blobs", "used", "unused", "ingest", "rootfs", "total"}
-PRUNE_KEYS = {"dryRun", "images", "blobs", "ingest", "rootfs", "bytesFreed", "keptInUse",
+PRUNE_KEYS = {"dryRun", "images", "blobs", "ingest", "rootfs", "scratch", "bytesFreed", "keptInUse",
               "keptRecent", "windowSeconds"}
 
 
@@ -421,3 +421,54 @@ def test_prune_while_a_pull_is_held_mid_blob(
     offline = tank_cli("pull", ref, "--cache", str(cache), "--offline", "-q")
     assert offline.returncode == 0, offline.stderr
     assert Store(cache).blob_path(layer.digest).read_bytes() == layer.data
+
+
+def test_prune_removes_what_stopped_writers_left_and_nothing_else(tmp_path: Path) -> None:
+    """``atomic_file``'s temporaries and a copy's archive spools, once old and their process
+    gone; never a file of another name, a fresh one, or a live process's spool."""
+    cache = tmp_path / "cache"
+    store = Store(cache)
+    store.private_dir("ingest")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    gone_pid = int(dead.stdout)
+    leftovers = [
+        cache / "ingest" / f"archive-{gone_pid}-1234.gz",
+        cache / "ingest" / f".tank-tmp-archive-{gone_pid}-1234.gz-0a1b2c3d4e5f",
+        cache / "blobs" / "sha256" / (".tank-tmp-" + "a" * 24 + "-0a1b2c3d4e5f"),
+        cache / "refs" / "r.example" / "app" / ".tank-tmp-v1.json-0a1b2c3d4e5f",
+    ]
+    kept = [
+        cache / "ingest" / f"archive-{os.getpid()}-99.gz",  # this process is alive
+        cache / "ingest" / "notes.txt",
+        cache / "blobs" / "sha256" / "README",
+    ]
+    for path in leftovers + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 10)
+        old = time.time() - 3600
+        os.utime(path, (old, old))
+    fresh = cache / "ingest" / ".tank-tmp-sha256-ab.part-0a1b2c3d4e5f"
+    fresh.write_bytes(b"y")
+    elsewhere = tmp_path / "outside"
+    elsewhere.mkdir()
+    (elsewhere / ".tank-tmp-x").write_bytes(b"z")
+    os.utime(elsewhere / ".tank-tmp-x", (old, old))
+    (cache / "locations").mkdir()
+    (cache / "locations" / "link").symlink_to(elsewhere)
+
+    dry = prune(cache, dry_run=True)
+    assert sorted(p for p, _ in dry.scratch) == sorted(
+        str(p.relative_to(cache)) for p in leftovers)
+    assert all(p.exists() for p in leftovers)
+    out = tank_cli("cache", "prune", "--cache", str(cache), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert sorted(d["path"] for d in doc["scratch"]) == sorted(
+        str(p.relative_to(cache)) for p in leftovers)
+    assert doc["bytesFreed"] == 10 * len(leftovers)
+    assert f"scratch {fresh.relative_to(cache)}" in doc["keptRecent"]
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in kept)
+    assert fresh.exists()
+    assert (elsewhere / ".tank-tmp-x").exists()  # a symlink is never followed

@@ -133,9 +133,12 @@ def cache_prune(
                        ("rootfs", result.rootfs)):
         for d, size in part:
             click.echo(f"{verb} {kind} {d} {human_bytes(size)}")
+    for path, size in result.scratch:
+        click.echo(f"{verb} scratch {path} {human_bytes(size)}")
     click.echo(
         f"tank: {verb} {len(result.images)} images, {len(result.blobs)} blobs, "
-        f"{len(result.ingest)} partial downloads and {len(result.rootfs)} root filesystems: "
+        f"{len(result.ingest)} partial downloads, {len(result.rootfs)} root filesystems and "
+        f"{len(result.scratch)} leftover files: "
         f"{human_bytes(result.freed)}", err=True,
     )
     if result.in_use:

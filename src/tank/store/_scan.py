@@ -4,6 +4,7 @@ the recorded refs, the partial downloads, and the locks held right now."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import filelock
 
+from tank._fs import TMP_PREFIX
 from tank.digest import Digest
 from tank.errors import InvalidDigest, InvalidReference
 from tank.reference import DOCKER_HUB, DOCKER_HUB_API
@@ -121,3 +123,40 @@ def held_locks(store: Store) -> set[Digest]:
         if held(store, d):
             out.add(d)
     return out
+
+
+#: what a crashed writer leaves: ``atomic_file``'s temporary names, and a copy's archive spools
+#: (``ingest/archive-<pid>-<n>.gz``, see :mod:`tank._sources`)
+_SPOOL = re.compile(r"(?:\.tank-tmp-)?archive-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return True
+
+
+def iter_scratch(store: Store) -> Iterator[tuple[Path, os.stat_result]]:
+    """Leftovers of writers that stopped (see :data:`_SPOOL`) under ``ingest/``, ``blobs/``,
+    ``refs/`` and ``locations/``, with their ``lstat``; an archive spool whose process still
+    runs is left out. Symlinks are never followed."""
+    for top in ("ingest", "blobs", "refs", "locations"):
+        if (store.root / top).is_symlink():
+            continue
+        for folder, dirs, files in os.walk(store.root / top):
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+            for name in files:
+                spool = _SPOOL.match(name) if top == "ingest" else None
+                if not (name.startswith(TMP_PREFIX) or spool):
+                    continue
+                if spool and _alive(int(spool.group(1))):
+                    continue
+                path = Path(folder, name)
+                st = regular(path)
+                if st is not None:
+                    yield path, st
+

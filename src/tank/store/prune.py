@@ -20,7 +20,7 @@ import filelock
 from tank._fs import fsync_dir, temp_name
 from tank.digest import Digest
 from tank.errors import InvalidDigest, StorageError
-from tank.store._scan import Ref, held_locks, iter_ingest, iter_refs, regular
+from tank.store._scan import Ref, held_locks, iter_ingest, iter_refs, iter_scratch, regular
 from tank.store._walk import _in_flight, _Walker
 from tank.store.content import CorruptBlob, RefRecord, Store
 from tank.store.rootfs import RootfsTree, iter_trees, tree_size, try_build_lock
@@ -61,6 +61,8 @@ class PruneResult:
     :ivar blobs: blobs removed, with their sizes.
     :ivar ingest: partial downloads removed, with their sizes.
     :ivar rootfs: root filesystems removed, with their sizes.
+    :ivar scratch: leftovers of writers that stopped (temporary files, archive spools), by path
+        relative to the cache, with their sizes.
     :ivar in_use: unused blobs, partial downloads and root filesystems kept because a running
         pull holds them (or an image it is pulling needs them).
     :ivar recent: ones kept because they changed within the window.
@@ -70,6 +72,7 @@ class PruneResult:
     blobs: list[tuple[Digest, int]] = field(default_factory=list)
     ingest: list[tuple[Digest, int]] = field(default_factory=list)
     rootfs: list[tuple[Digest, int]] = field(default_factory=list)
+    scratch: list[tuple[str, int]] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
     window: float = PRUNE_GRACE
@@ -78,7 +81,8 @@ class PruneResult:
     @property
     def freed(self) -> int:
         """Bytes removed."""
-        return sum(size for part in (self.blobs, self.ingest, self.rootfs) for _, size in part)
+        return sum(size for part in (self.blobs, self.ingest, self.rootfs) for _, size in part) + (
+            sum(size for _, size in self.scratch))
 
     def to_json(self) -> dict[str, Any]:
         """The ``tank cache prune --json`` document."""
@@ -88,6 +92,7 @@ class PruneResult:
             "blobs": [{"digest": str(d), "size": s} for d, s in self.blobs],
             "ingest": [{"digest": str(d), "size": s} for d, s in self.ingest],
             "rootfs": [{"digest": str(d), "size": s} for d, s in self.rootfs],
+            "scratch": [{"path": p, "size": s} for p, s in self.scratch],
             "bytesFreed": self.freed,
             "keptInUse": list(self.in_use),
             "keptRecent": list(self.recent),
@@ -201,7 +206,8 @@ def prune(
     grace: float = PRUNE_GRACE,
     dry_run: bool = False,
 ) -> PruneResult:
-    """Remove what no recorded image uses: blobs, stale partial downloads, root filesystems.
+    """Remove what no recorded image uses: blobs, stale partial downloads, root filesystems,
+    and what writers that stopped left behind (temporary files, a copy's archive spools).
 
     :param all_images: also forget every recorded image first, so that all of it goes.
     :param older_than: seconds; also forget the images last pulled longer ago than this, and
@@ -271,6 +277,17 @@ def prune(
             result.in_use.append(label)
         elif outcome == "recent":
             result.recent.append(label)
+    for path, st in list(iter_scratch(store)):
+        if st.st_mtime >= cutoff:
+            result.recent.append(f"scratch {path.relative_to(store.root)}")
+            continue
+        if not dry_run:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            touched.add(path.parent)
+        result.scratch.append((str(path.relative_to(store.root)), st.st_size))
     for folder in touched:
         # best effort, as ever: what was removed is unused, and a removal lost in a crash is
         # found again by the next prune
