@@ -37,12 +37,14 @@ from tank.errors import (
     InvalidDigest,
     InvalidReference,
     NotFound,
+    PathNotFound,
     PlatformNotFound,
     RegistryError,
     StorageError,
     TankError,
     TLSError,
     TransportError,
+    printable,
 )
 
 EXIT_OK = 0
@@ -59,7 +61,7 @@ Exit codes:
   0    ok
   1    other error
   2    usage: bad arguments, reference, platform or configuration
-  3    not found: image, tag or platform; offline and not cached
+  3    not found: image, tag, platform, path in an image; offline, not cached
   4    authentication or authorisation failed
   5    integrity: digest or size mismatch
   6    network or registry unavailable
@@ -75,7 +77,7 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_INTERRUPTED
     if isinstance(exc, InvalidReference | InvalidDigest | ConfigError):
         return EXIT_USAGE
-    if isinstance(exc, NotFound | CacheMiss):
+    if isinstance(exc, NotFound | CacheMiss | PathNotFound):
         return EXIT_NOT_FOUND
     if isinstance(exc, AuthError):
         return EXIT_AUTH
@@ -194,6 +196,9 @@ def hint(exc: BaseException, *, cache_dir: str | None = None) -> str | None:
     if isinstance(exc, IntegrityError):
         return ("try again; if it persists, the registry or a proxy serves corrupt data "
                 "(--debug shows the detail)")
+    if isinstance(exc, PathNotFound):
+        parent = exc.path.rstrip("/").rpartition("/")[0] or "/"
+        return printable(f"`tank ls {exc.reference or 'REF'} {parent}` lists what is there")
     if isinstance(exc, CacheMiss):
         return "run it without --offline to fetch what is missing"
     if isinstance(exc, InvalidReference):
