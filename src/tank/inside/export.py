@@ -132,8 +132,8 @@ def header(
         if part:
             text += "." + f"{part:09d}".rstrip("0")
         pax.append((b"mtime", text.encode()))
-    for attr, value in sorted((xattrs or {}).items()):
-        pax.append((b"SCHILY.xattr." + attr.encode("utf-8", "surrogateescape"), value))
+    for attr, content in sorted((xattrs or {}).items()):
+        pax.append((b"SCHILY.xattr." + attr.encode("utf-8", "surrogateescape"), content))
     major, minor = devices or (0, 0)
     block = _ustar(
         raw_name[:100], kind, size=size if size < 8 ** 11 else 0, mode=mode,

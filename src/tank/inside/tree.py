@@ -330,6 +330,10 @@ class Merger:
             return  # already that inode
         if here is not None:
             self._remove(parent, real)
+            if isinstance(here, Dir) and found[0][: len(real)] == real:
+                # the target was inside what the link replaces: gone with it (the unpack's
+                # link() then fails the same way)
+                raise UnpackError("No such file or directory")
         parent.put(name, node)
 
     # -- removing
@@ -345,10 +349,13 @@ class Merger:
         if isinstance(node, Dir) or node.kind == SYMLINK:
             self._resolved.clear()
         _unlink(node)
-        if self.watch:
-            for path in self.watch:
-                if path[: len(real)] == real:
-                    self.removed[path] = Removal(self.layer, self._how)
+        self._note(real)
+
+    def _note(self, real: tuple[str, ...]) -> None:
+        """Remember the removal of ``real`` for the watched paths it takes away."""
+        for path in self.watch:
+            if path[: len(real)] == real:
+                self.removed[path] = Removal(self.layer, self._how)
 
     # -- whiteouts
 
@@ -385,6 +392,7 @@ class Merger:
                 if parent.gone is None:
                     parent.gone = set()
                 parent.gone.add(name)
+                self._note(real)
             return
         if "/".join(real) not in self._upper:
             self._remove(parent, real)
