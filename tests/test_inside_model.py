@@ -27,7 +27,7 @@ from tank.inside.export import TarOutput, header, write_tar
 from tank.inside.read import Layer, Spool, hash_content
 from tank.inside.tree import Merger, NeedLower, lookup, user_parts
 from tank.inside.view import ImageView, in_layer, layer_entries, merge
-from tank.layers.tar import read_layer
+from tank.layers.tar import TarEntry, read_layer
 from tank.outputs.rootfs import unpack_layers
 from test_unpack_conformance import conformance_layers
 
@@ -192,9 +192,7 @@ def test_a_partial_tree_asks_for_the_lower_layers_when_a_parent_is_unknown() -> 
         lookup(merger.root, user_parts("/usr/other"))
 
 
-def _entry(info: tarfile.TarInfo, kind: bytes = tarfile.REGTYPE) -> object:
-    from tank.layers.tar import TarEntry
-
+def _entry(info: tarfile.TarInfo, kind: bytes = tarfile.REGTYPE) -> TarEntry:
     return TarEntry(name=info.name, kind=kind, size=0, mode=0o755, uid=0, gid=0, mtime_ns=0,
                     atime_ns=0, linkname="", devmajor=0, devminor=0, xattrs={})
 
