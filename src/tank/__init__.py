@@ -17,6 +17,9 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 - :func:`unpack`, :class:`ImageConfig` — root filesystems (:mod:`tank.unpack`).
 - :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
   tags`` and ``tank digest`` do (:mod:`tank.inspect`).
+- :func:`files`, :func:`cat`, :func:`read_file`, :func:`export`, :func:`diff`, :class:`FileEntry`,
+  :class:`Change` — inside an image without unpacking it: ``tank ls``, ``cat``, ``export`` and
+  ``diff`` (:mod:`tank.inside`).
 - :class:`Credentials`, :class:`CredentialStore`, :class:`TokenCache` — credentials
   (:mod:`tank.auth.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
   config files (:mod:`tank.config`).
@@ -44,6 +47,7 @@ from tank.errors import (
     ConfigError,
     CorruptLayer,
     DigestMismatch,
+    ImagePathError,
     IntegrityError,
     InvalidDigest,
     InvalidImageConfig,
@@ -53,6 +57,7 @@ from tank.errors import (
     LayoutError,
     ManifestTooLarge,
     NotFound,
+    PathNotFound,
     PlatformNotFound,
     RegistryError,
     SizeMismatch,
@@ -68,6 +73,7 @@ from tank.errors import (
 )
 
 if TYPE_CHECKING:
+    from tank._inside import cat, diff, export, files, read_file
     from tank._inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
     from tank._pull import ProgressEvent, PulledImage, pull
     from tank._unpack import unpack
@@ -77,6 +83,7 @@ if TYPE_CHECKING:
     from tank.config import load as load_config
     from tank.digest import Digest, Hasher
     from tank.image.config import ImageConfig
+    from tank.inside import Change, FileEntry
     from tank.platform import Platform
     from tank.reference import Reference
     from tank.reference import parse as parse_reference
@@ -105,6 +112,13 @@ _LAZY = {
     "Inspection": ("tank._inspect", "Inspection"),
     "IndexEntry": ("tank._inspect", "IndexEntry"),
     "LayerInfo": ("tank._inspect", "LayerInfo"),
+    "files": ("tank._inside", "files"),
+    "cat": ("tank._inside", "cat"),
+    "read_file": ("tank._inside", "read_file"),
+    "export": ("tank._inside", "export"),
+    "diff": ("tank._inside", "diff"),
+    "FileEntry": ("tank.inside.entry", "FileEntry"),
+    "Change": ("tank.inside.diff", "Change"),
     "tags": ("tank.registry", "tags"),
     "Credentials": ("tank.auth.credentials", "Credentials"),
     "CredentialStore": ("tank.auth.credentials", "CredentialStore"),
@@ -154,6 +168,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     # the work
     "pull", "PulledImage", "ProgressEvent", "unpack", "ImageConfig",
     "inspect", "Inspection", "IndexEntry", "LayerInfo", "list_tags", "resolve_digest",
+    "files", "cat", "read_file", "export", "diff", "FileEntry", "Change",
     # the session, and the seed's stateless functions
     "Client", "Repository", "ManifestInfo", "BlobStream",
     "manifest", "manifest_head", "blob", "open_blob", "download_blob", "tags",
@@ -168,5 +183,6 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "RegistryError", "AuthError", "NotFound", "PlatformNotFound", "UnsupportedManifest",
     "ManifestTooLarge", "InvalidManifest",
     "CacheMiss", "ConfigError", "StorageError", "LayoutError", "ArchiveError",
-    "UnsupportedLayer", "InvalidImageConfig", "UnpackError", "UnsafeEntry", "LayerTooLarge",
+    "UnsupportedLayer", "InvalidImageConfig", "ImagePathError", "PathNotFound",
+    "UnpackError", "UnsafeEntry", "LayerTooLarge",
 ]  # fmt: skip

@@ -27,11 +27,15 @@ from tank.cli.options import CACHE_META
 COMMANDS = {
     "blob": "tank.cli.remote:blob",
     "cache": "tank.cli.cache:cache",
+    "cat": "tank.cli.inside:cat",
     "completion": "tank.cli.completion:completion",
+    "diff": "tank.cli.inside:diff",
     "digest": "tank.cli.remote:digest",
+    "export": "tank.cli.inside:export",
     "inspect": "tank.cli.remote:inspect",
     "login": "tank.cli.login:login",
     "logout": "tank.cli.login:logout",
+    "ls": "tank.cli.inside:ls",
     "pull": "tank.cli.pull:pull",
     "tags": "tank.cli.remote:tags",
 }

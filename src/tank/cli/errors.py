@@ -196,7 +196,7 @@ def hint(exc: BaseException, *, cache_dir: str | None = None) -> str | None:
     if isinstance(exc, IntegrityError):
         return ("try again; if it persists, the registry or a proxy serves corrupt data "
                 "(--debug shows the detail)")
-    if isinstance(exc, PathNotFound):
+    if isinstance(exc, PathNotFound) and exc.path.strip("/"):
         parent = exc.path.rstrip("/").rpartition("/")[0] or "/"
         return printable(f"`tank ls {exc.reference or 'REF'} {parent}` lists what is there")
     if isinstance(exc, CacheMiss):

@@ -76,12 +76,13 @@ class Cat:
         """
         wanted = [user_parts(p) for p in paths]
         names = frozenset(parts[-1] for parts in wanted if parts)
+        watch = tuple(tuple(p) for p in wanted if ".." not in p)
         if not self.layers:
             raise not_found(paths[0], Found(None, tuple(wanted[0])), reference=self.reference)
         lowest = len(self.layers) - 1
         while True:
             self._read_down_to(lowest, names)
-            merger = Merger(partial=lowest > 0, watch=tuple(tuple(p) for p in wanted))
+            merger = Merger(partial=lowest > 0, watch=watch)
             try:
                 for index in range(lowest, len(self.layers)):
                     replay(merger, self.layers[index], self._records[index])
@@ -106,8 +107,12 @@ class Cat:
     def _located(self, path: str, found: Found, merger: Merger) -> Located:
         node = found.node
         if node is None:
-            removal = merger.removed.get(tuple(user_parts(path)))
-            removed = (removal.layer, removal.how) if removal is not None else None
+            parts = tuple(user_parts(path))
+            removal = merger.removed.get(parts)
+            removed = None
+            if removal is not None and found.broken is None and parts[: len(found.real)] == (
+                    found.real):  # no symlink on the way: the path itself was removed
+                removed = (removal.layer, removal.how)
             raise not_found(path, found, reference=self.reference, removed=removed,
                             layers=self.layers)
         if node.kind != FILE:

@@ -492,6 +492,7 @@ class Found:
     real: tuple[str, ...]
     broken: str | None = None
     loop: bool = False
+    target: str = ""  # the target of the symlink ``broken``
 
 
 def user_parts(path: str) -> list[str]:
@@ -515,6 +516,7 @@ def lookup(root: Dir, parts: list[str], *, follow: bool = True) -> Found:
     pending = list(reversed(parts))
     links = 0
     via: str | None = None  # the last symlink followed
+    target = ""
     while pending:
         name = pending.pop()
         if name in ("", "."):
@@ -527,22 +529,22 @@ def lookup(root: Dir, parts: list[str], *, follow: bool = True) -> Found:
         node = nodes[-1].child(name)
         last = not pending
         if node is None:
-            return Found(None, (*real, name), broken=via)
+            return Found(None, (*real, name), broken=via, target=target)
         if node.kind == SYMLINK and (follow or not last):
             links += 1
             if links > MAX_SYMLINKS:
                 return Found(None, (*real, name), broken=via or "/".join((*real, name)),
                              loop=True)
-            via = "/".join((*real, name))
+            via, target = "/".join((*real, name)), node.link
             if node.link.startswith("/"):
                 real.clear()
                 del nodes[1:]
-            pending.extend(reversed(node.link.split("/")))
+            pending.extend(reversed([p for p in node.link.split("/") if p and p != "."]))
             continue
         if last:
             return Found(node, (*real, name))
         if not isinstance(node, Dir):
-            return Found(None, (*real, name), broken=via)
+            return Found(None, (*real, name), broken=via, target=target)
         real.append(name)
         nodes.append(node)
         if len(real) > MAX_DEPTH:

@@ -121,9 +121,13 @@ class ImageView:
         """What ``path`` holds: a directory's children (with ``recursive``, everything under
         it), in listing order; for anything else, its own entry.
 
-        :raises ~tank.errors.PathNotFound: nothing is at ``path``.
+        :raises ~tank.errors.PathNotFound: nothing is at ``path`` (raised by this call, before
+            any entry is asked for).
         """
         found = self._found(path, follow=follow)
+        return self._entries(found, recursive=recursive)
+
+    def _entries(self, found: Found, *, recursive: bool) -> Iterator[FileEntry]:
         node = found.node
         if not isinstance(node, Dir):
             assert node is not None
@@ -158,8 +162,8 @@ def not_found(
                             if found.broken else f"{shown}: too many levels of symlinks",
                             path=path, reference=reference)
     if found.broken is not None:
-        return PathNotFound(f"{shown}: the symlink /{found.broken} leads nowhere in the image",
-                            path=path, reference=reference)
+        return PathNotFound(f"{shown}: the symlink /{found.broken} -> {found.target} leads "
+                            "nowhere in the image", path=path, reference=reference)
     if removed is not None:
         index, how = removed
         by = {"whiteout": "a whiteout", "opaque": "an opaque directory",
