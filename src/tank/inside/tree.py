@@ -65,6 +65,7 @@ _KINDS: Final = {
     tarfile.CHRTYPE: CHAR, tarfile.BLKTYPE: BLOCK,
 }
 _EMPTY: Final[dict[str, bytes]] = {}
+_MODES: dict[int, int] = {}  # one int object per mode value (there are at most 4096)
 
 
 class NeedLower(Exception):
@@ -98,7 +99,8 @@ class Node:
             self.mode, self.uid, self.gid, self.mtime_ns = 0o755, 0, 0, 0
             self.size, self.link, self.xattrs = 0, "", _EMPTY
             return
-        self.mode = 0o777 if kind == SYMLINK else entry.mode  # as Linux has every symlink
+        mode = 0o777 if kind == SYMLINK else entry.mode  # as Linux has every symlink
+        self.mode = _MODES.setdefault(mode, mode)
         self.uid = entry.uid
         self.gid = entry.gid
         self.mtime_ns = entry.mtime_ns
@@ -116,7 +118,7 @@ class Dir(Node):
     :ivar gone: (partial trees) names known to be absent although ``lower`` is set.
     """
 
-    __slots__ = ("children", "gone", "lower")
+    __slots__ = ("children", "gone", "lower", "name", "parent", "upper")
 
     def __init__(
         self, entry: TarEntry | None, layer: int, ordinal: int, *, lower: bool = False,
@@ -125,6 +127,11 @@ class Dir(Node):
         self.children: dict[str, Node] = {}
         self.lower = lower
         self.gone: set[str] | None = None
+        #: where it is (a directory has one path: no hard links to directories)
+        self.parent: Dir | None = None
+        self.name = ""
+        #: the names of the children the layer being applied wrote (or wrote into)
+        self.upper: set[str] | None = None
 
     def child(self, name: str) -> Node | None:
         """The child called ``name``; ``None`` if there is none; :class:`NeedLower` if only the
@@ -138,6 +145,8 @@ class Dir(Node):
         """Make ``node`` the child ``name`` (the slot must be empty)."""
         self.children[name] = node
         node.nlink += 1
+        if isinstance(node, Dir):
+            node.parent, node.name = self, name
         if self.gone is not None:
             self.gone.discard(name)
 
@@ -180,7 +189,7 @@ class Merger:
         self.removed: dict[tuple[str, ...], Removal] = {}
         self.layer = -1
         self.digest = ""
-        self._upper: set[str] = set()  # real paths this layer wrote (and their parents)
+        self._marked: list[Dir] = []  # directories whose ``upper`` this layer filled
         self._fresh: set[tuple[str, ...]] = set()  # directories made in this layer
         self._hidden: set[tuple[str, ...]] = set()  # whiteouts (or opaque dirs) applied
         self._resolved: dict[tuple[str, ...], tuple[tuple[str, ...], Dir]] = {}
@@ -191,13 +200,13 @@ class Merger:
     def begin_layer(self, index: int, digest: str) -> None:
         """Start applying the layer ``index`` (``digest`` names it in errors)."""
         self.layer, self.digest = index, digest
-        self._upper = set()
-        self._fresh = set()
-        self._hidden = set()
+        self.end_layer()
 
     def end_layer(self) -> None:
         """The layer is applied: forget what only mattered while it was."""
-        self._upper = set()
+        for node in self._marked:
+            node.upper = None
+        self._marked = []
         self._fresh = set()
         self._hidden = set()
 
@@ -235,7 +244,7 @@ class Merger:
             return
         real_parent, parent = self.resolve(parts[:-1], create=True)  # type: ignore[misc]
         real = (*real_parent, name)
-        self._mark_upper(real)
+        self._mark_upper(parent, name)
         kind = entry.kind
         if kind in REGULAR_TYPES:
             self._replace(parent, real, Node(FILE, entry, self.layer, ordinal, data))
@@ -253,17 +262,20 @@ class Merger:
         else:
             raise UnsafeEntry(f"unsupported tar entry type {kind!r}")
 
-    def _mark_upper(self, real: tuple[str, ...]) -> None:
-        key = "/".join(real)
-        upper = self._upper
-        if key in upper:
-            return
-        upper.add(key)
-        for i in range(len(real) - 1, 0, -1):
-            prefix = "/".join(real[:i])
-            if prefix in upper:
-                break
-            upper.add(prefix)
+    def _mark_upper(self, parent: Dir, name: str) -> None:
+        """Remember that this layer wrote ``name`` in ``parent``, and so into each directory
+        above. (The unpack keeps these as paths; kept on the directories they are in, they mean
+        the same: they are asked of directories the layer did not make, and those keep their
+        path for the whole layer.)"""
+        node: Dir | None = parent
+        while node is not None:
+            if node.upper is None:
+                node.upper = set()
+                self._marked.append(node)
+            elif name in node.upper:
+                break  # and so is everything above
+            node.upper.add(name)
+            name, node = node.name, node.parent
 
     def _occupant(self, parent: Dir, name: str) -> Node | None:
         """What is at ``name`` now; ``None`` when nothing is (or, in a partial tree, when only
@@ -394,7 +406,7 @@ class Merger:
                 parent.gone.add(name)
                 self._note(real)
             return
-        if "/".join(real) not in self._upper:
+        if parent.upper is None or name not in parent.upper:
             self._remove(parent, real)
             return
         if isinstance(node, Dir) and real not in self._fresh and real not in self._hidden:
