@@ -263,17 +263,23 @@ def in_layer(
 ) -> list[FileEntry]:
     """The entries of a layer listing under ``path`` (its children; with ``recursive``,
     everything below; the entry itself when ``path`` names no directory of the layer), sorted
-    in listing order (entries of one path in the tar's order)."""
+    in listing order (entries of one path in the tar's order). Paths are taken as the layer
+    writes them: nothing is resolved through symlinks."""
     parts = tuple(user_parts(path))
     depth = len(parts)
+    keyed = [(_parts(e.path), e) for e in found]
     inside = [
-        e for e in found
-        if (key := tuple(e.path.split("/")[1:]) if e.path != "/" else ())[:depth] == parts
-        and (len(key) == depth + 1 or (recursive and len(key) > depth))
+        (key, e) for key, e in keyed
+        if key[:depth] == parts and (len(key) == depth + 1 or (recursive and len(key) > depth))
     ]
     if not inside:
-        inside = [e for e in found if tuple(e.path.split("/")[1:]) == parts]
-    return sorted(inside, key=lambda e: [_bytes(p) for p in e.path.split("/")])
+        inside = [(key, e) for key, e in keyed if key == parts]
+    inside.sort(key=lambda item: [_bytes(p) for p in item[0]])
+    return [e for _, e in inside]
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(p for p in path.split("/") if p)
 
 
 def _bytes(name: str) -> bytes:
