@@ -469,3 +469,19 @@ def test_library_listing(images: Images, tmp_path: Path) -> None:
     pulled = tank.pull(images.small, cache=tmp_path)
     assert [e.path for e in tank.files(pulled, "/usr", recursive=True)] == [
         "/usr/bin", "/usr/bin/tool", "/usr/share", "/usr/share/doc", "/usr/share/doc/a"]
+
+
+def test_library_export_to_a_path_or_a_file_object(images: Images, tmp_path: Path) -> None:
+    target = tmp_path / "small.tar"
+    count = tank.export(images.small, target, cache=tmp_path / "cache")
+    buffer = io.BytesIO()
+    assert tank.export(images.small, buffer, gzip=True, cache=tmp_path / "cache") == count
+    assert gzip.decompress(buffer.getvalue()) == target.read_bytes()
+    with tarfile.open(target) as tar:
+        assert tar.getnames() == [
+            "etc", "etc/hostname", "etc/os-release", "usr", "usr/bin", "usr/bin/tool",
+            "usr/share", "usr/share/doc", "usr/share/doc/a"]
+        member = tar.extractfile("usr/share/doc/a")
+        assert member is not None
+        assert member.read() == b"a" * 5000
+    assert count == 9

@@ -47,6 +47,7 @@ Examples:
   tank digest ghcr.io/owner/app:1.2
   tank tags alpine --max 20
   tank blob alpine sha256:<hex> -o layer.tar.gz
+  tank cat debian:12 /etc/os-release
   tank cache du
   eval "$(tank completion bash)"
 
