@@ -6,9 +6,8 @@ per finished blob; nothing with ``-q``.
 
 Exit codes: 0 ok, 1 other error, 2 usage (bad arguments, references, platforms or
 configuration), 3 not found (no such image, tag, platform, path in an image; offline and not
-cached),
-4 authentication or authorisation, 5 integrity (digest or size mismatch), 6 network or registry
-unavailable, 130 interrupted.
+cached), 4 authentication or authorisation, 5 integrity (digest or size mismatch), 6 network or
+registry unavailable, 130 interrupted.
 
 The package: :mod:`~tank.cli.app` (the group, ``--debug``, ``--version``, lazy loading of the
 commands), :mod:`~tank.cli.errors` (failures → exit codes and hints, in one place),
