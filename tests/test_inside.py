@@ -99,7 +99,8 @@ def images(registry: LocalRegistry) -> Images:
     escape = [E("etc", "dir"), E("etc/hostname", data=b"the image's hostname\n"),
               E("up", "symlink", target="../../../../../../../../etc/hostname"),
               E("abs", "symlink", target="/etc/hostname"),
-              E("loop", "symlink", target="loop2"), E("loop2", "symlink", target="loop")]
+              E("loop", "symlink", target="loop2"), E("loop2", "symlink", target="loop"),
+              E("etc/evil\x1b[31m", data=b"red"), E(os.fsdecode(b"etc/bad\xff"), data=b"ff")]
     hostile = [E("ok", data=b"fine"), E("../../escape", data=b"bad")]
     with Pusher(registry.url) as pusher:
         pusher.push_image("inside/conf", "v1", make_image(base))
@@ -485,3 +486,19 @@ def test_library_export_to_a_path_or_a_file_object(images: Images, tmp_path: Pat
         assert member is not None
         assert member.read() == b"a" * 5000
     assert count == 9
+
+
+def test_names_from_the_image_never_drive_the_terminal(images: Images, tmp_path: Path) -> None:
+    done = run("ls", images.escape, "/etc", "-q", cache=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [b"bad\\xff", b"evil\\x1b[31m", b"hostname"]
+    bad = os.fsdecode(b"/etc/bad\xff")
+    assert run("cat", images.escape, bad, "-q", cache=tmp_path).stdout == b"ff"
+    missing = run("cat", images.escape, bad + "x", "-q", cache=tmp_path)
+    assert missing.returncode == 3
+    assert b"/etc/bad\\xffx: no such file" in missing.stderr
+    deeper = run("cat", images.escape, bad + "/x", "-q", cache=tmp_path)
+    assert deeper.returncode == 3
+    assert deeper.stderr.endswith(b"ls " + images.escape.encode() + b" /etc/bad\\xff` lists "
+                                  b"what is there\n")
+    assert b"\x1b" not in run("ls", images.escape, "/etc", "-l", "-q", cache=tmp_path).stdout

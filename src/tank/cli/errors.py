@@ -198,6 +198,7 @@ def hint(exc: BaseException, *, cache_dir: str | None = None) -> str | None:
                 "(--debug shows the detail)")
     if isinstance(exc, PathNotFound) and exc.path.strip("/"):
         parent = exc.path.rstrip("/").rpartition("/")[0] or "/"
+        parent = parent.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         return printable(f"`tank ls {exc.reference or 'REF'} {parent}` lists what is there")
     if isinstance(exc, CacheMiss):
         return "run it without --offline to fetch what is missing"

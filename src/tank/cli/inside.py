@@ -31,6 +31,12 @@ from tank.cli.options import (
 )
 from tank.cli.output import clean, print_json
 
+
+def show(name: str) -> str:
+    """A name from an image, safe for a terminal: bytes that are not UTF-8 as ``\\xNN``,
+    control characters escaped."""
+    return clean(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
 if TYPE_CHECKING:
     from tank._inside import Options
     from tank.config import Config
@@ -128,7 +134,7 @@ def print_listing(entries: Iterable[FileEntry], *, long: bool, full: bool) -> No
     for entry in entries:
         name = entry.path if full else entry.name
         if not long:
-            click.echo(clean(name))
+            click.echo(show(name))
             continue
         click.echo(long_line(entry, name))
 
@@ -139,11 +145,11 @@ def long_line(entry: FileEntry, name: str) -> str:
     when = entry.mtime.replace("T", " ")[:16]
     owner = f"{entry.uid}/{entry.gid}"
     line = (f"{entry.mode_string} {entry.nlink:>3} {owner:<11} {size:>12} {when} "
-            f"L{entry.layer:<3} {clean(name)}")
+            f"L{entry.layer:<3} {show(name)}")
     if entry.kind == "symlink":
-        line += f" -> {clean(entry.link_target)}"
+        line += f" -> {show(entry.link_target)}"
     elif entry.kind == "hardlink":
-        line += f" link to {clean(entry.link_target)}"
+        line += f" link to {show(entry.link_target)}"
     return line
 
 
@@ -286,6 +292,6 @@ def print_changes(changes: Iterable[Change]) -> bool:
     for change in changes:
         any_change = True
         detail = change.describe()
-        line = f"{change.change:<8} {clean(change.path)}"
-        click.echo(f"{line}  ({clean(detail)})" if detail else line)
+        line = f"{change.change:<8} {show(change.path)}"
+        click.echo(f"{line}  ({show(detail)})" if detail else line)
     return any_change

@@ -157,22 +157,21 @@ def not_found(
     """The :class:`~tank.errors.PathNotFound` for a lookup that led nowhere: a loop, a dangling
     symlink, a path a layer deleted (``removed``: its index and how), or nothing."""
     shown = "/" + "/".join(user_parts(path))
+    index: int | None = None
     if found.loop:
-        return PathNotFound(f"{shown}: too many levels of symlinks (from {'/' + found.broken!s})"
-                            if found.broken else f"{shown}: too many levels of symlinks",
-                            path=path, reference=reference)
-    if found.broken is not None:
-        return PathNotFound(f"{shown}: the symlink /{found.broken} -> {found.target} leads "
-                            "nowhere in the image", path=path, reference=reference)
-    if removed is not None:
+        via = f" (from /{found.broken})" if found.broken else ""
+        text = f"{shown}: too many levels of symlinks{via}"
+    elif found.broken is not None:
+        text = f"{shown}: the symlink /{found.broken} -> {found.target} leads nowhere in the image"
+    elif removed is not None:
         index, how = removed
         by = {"whiteout": "a whiteout", "opaque": "an opaque directory",
               "replaced": "a parent replaced"}.get(how, how)
         digest = f" ({layers[index].digest})" if 0 <= index < len(layers) else ""
-        return PathNotFound(f"{shown}: deleted by layer {index}{digest}: {by}", path=path,
-                            reference=reference, layer=index)
-    return PathNotFound(f"{shown}: no such file or directory in the image", path=path,
-                        reference=reference)
+        text = f"{shown}: deleted by layer {index}{digest}: {by}"
+    else:
+        text = f"{shown}: no such file or directory in the image"
+    return PathNotFound(readable(text), path=path, reference=reference, layer=index)
 
 
 def not_a_file(path: str, kind: str, *, reference: str | None) -> ImagePathError:
@@ -180,8 +179,14 @@ def not_a_file(path: str, kind: str, *, reference: str | None) -> ImagePathError
     shown = "/" + "/".join(user_parts(path))
     what = {"dir": "a directory", "fifo": "a FIFO", "char": "a character device",
             "block": "a block device"}.get(kind, kind)
-    return ImagePathError(f"{shown} is {what}, not a regular file", path=path,
+    return ImagePathError(readable(f"{shown} is {what}, not a regular file"), path=path,
                           reference=reference)
+
+
+def readable(text: str) -> str:
+    """``text`` with the bytes of names that are not UTF-8 (kept as surrogate escapes) shown as
+    ``\\xNN``, so that it can be printed anywhere."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def merge(
@@ -295,5 +300,6 @@ __all__ = [
     "merge",
     "not_a_file",
     "not_found",
+    "readable",
     "replay",
 ]
