@@ -63,10 +63,11 @@ def files_image(count: int) -> Image:
     """One layer of ``count`` empty files, 1000 to a directory."""
     raw = io.BytesIO()
     for d in range(max(1, count // 1000)):
-        raw.write(header(f"data/d{d:05d}/", tarfile.DIRTYPE, mode=0o755, mtime_ns=10**18))
+        raw.write(header(f"data/d{d:05d}/", tarfile.DIRTYPE, mode=0o755,
+                         mtime_ns=1_700_000_000 * 10**9))
         for f in range(min(1000, count - d * 1000)):
             raw.write(header(f"data/d{d:05d}/file-{f:04d}.txt", tarfile.REGTYPE,
-                             mtime_ns=10**18 + f))
+                             mtime_ns=(1_700_000_000 + f) * 10**9))
     raw.write(bytes(1024))
     plain = raw.getvalue()
     return make_image([Blob.of(gzip.compress(plain, 1, mtime=0),

@@ -431,13 +431,13 @@ def test_diff_reads_a_layer_both_images_have_once(
     images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     read: list[str] = []
-    original = inside_read.read_layers
+    original = inside_read.read_each
 
     def counting(layers: Any, *args: Any, **kwargs: Any) -> None:
         read.extend(layer.diff_id for layer in layers)
         original(layers, *args, **kwargs)
 
-    monkeypatch.setattr("tank.inside.diff.read_layers", counting)
+    monkeypatch.setattr("tank.inside.view.read_each", counting)
     changes = tank.diff(images.conf, images.conf2, cache=tmp_path)
     assert changes
     assert len(read) == len(set(read)) == 4

@@ -217,7 +217,8 @@ def test_the_export_extracted_by_gnu_tar_is_the_unpacked_tree(chunk: int, tmp_pa
         view = merge(layers_of(built), content=spool)
         tar = tmp_path / f"export-{seed}.tar"
         with open(tar, "wb") as f:
-            write_tar(view.root, TarOutput(f.fileno()), spool.fd)
+            write_tar(view.root, TarOutput(f.fileno()), dict.fromkeys(
+                range(len(built.layers)), spool.fd))
         spool.close()
         dest = tmp_path / f"extracted-{seed}"
         dest.mkdir()
@@ -288,3 +289,22 @@ def test_memory_holds_metadata_only(tmp_path: Path) -> None:
     found = view.find("/big")
     assert found.node is not None
     assert found.node.data is None  # the content was skipped, not kept
+
+
+def test_a_layer_not_matching_its_diff_id_is_refused_before_anything_is_shown(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from tank.errors import DigestMismatch
+    from tank.inside.view import record
+
+    built = build(tmp_path, [layer([E("a", data=b"a")]), layer([E("b", data=b"b")])])
+    good = layers_of(built)
+    bad = [good[0], replace(good[1], diff_id="sha256:" + "0" * 64)]
+    with pytest.raises(DigestMismatch, match="its diff_id"):
+        merge(bad)
+    with pytest.raises(DigestMismatch, match="its diff_id"):
+        record(bad, lambda _: hash_content, jobs=2)
+    with pytest.raises(DigestMismatch, match="its diff_id"):
+        Cat(bad, lambda i: bad[i]).locate(["/b"])

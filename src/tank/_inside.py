@@ -41,7 +41,7 @@ from tank.inside.diff import Change, compare, merge_pair
 from tank.inside.entry import FileEntry
 from tank.inside.export import BinaryWriter, TarOutput, write_tar
 from tank.inside.read import Layer, Spool
-from tank.inside.view import ImageView, in_layer, layer_entries, merge
+from tank.inside.view import ImageView, assemble, in_layer, layer_entries, merge, record
 from tank.layers.tar import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES
 from tank.outputs.rootfs.build import check_media_type
 from tank.platform import Platform
@@ -242,18 +242,14 @@ def list_files(
 
 def view_of(
     ref: ImageRef, options: Options, *, max_layer_bytes: int, max_entries: int,
-    spool: Spool | None = None,
 ) -> ImageView:
-    """The whole image read into an :class:`~tank.inside.view.ImageView` (its file contents
-    into ``spool``, when given)."""
+    """The whole image read into an :class:`~tank.inside.view.ImageView`, metadata only (the
+    layers read in order, merged as they are read)."""
     opened = open_image(ref, options, lazy=False)
     for i in range(len(opened.layers)):
         opened.layer(i)
-    if spool is None:
-        return merge(opened.layers, reference=opened.reference, max_layer_bytes=max_layer_bytes,
-                     max_entries=max_entries)
-    return merge(opened.layers, content=spool, reference=opened.reference,
-                 max_layer_bytes=max_layer_bytes, max_entries=max_entries)
+    return merge(opened.layers, reference=opened.reference, max_layer_bytes=max_layer_bytes,
+                 max_entries=max_entries)
 
 
 # -- cat -----------------------------------------------------------------------------------------
@@ -349,23 +345,23 @@ def read_file(
 
 
 class Exporting:
-    """An image read and its file contents spooled, ready to be written as a tar
-    (:meth:`write`); :meth:`close` drops the spool."""
+    """An image read, each layer's file contents in a spool of its own, ready to be written as
+    a tar (:meth:`write`); :meth:`close` drops the spools."""
 
-    def __init__(self, view: ImageView, spool: Spool) -> None:
+    def __init__(self, view: ImageView, spools: dict[int, Spool]) -> None:
         self.view = view
-        self.spool = spool
+        self.spools = spools
 
     def write(self, out: str | os.PathLike[str] | BinaryIO | BinaryWriter, *,
               gzip: bool = False) -> int:
         """Write the tar to ``out`` (a path: the file appears whole, or not at all); the number
         of entries."""
+        fds = {index: spool.fd for index, spool in self.spools.items()}
         if isinstance(out, str | os.PathLike):
             target = Path(out)
             try:
                 with atomic_file(target, durable=False) as f:
-                    return write_tar(self.view.root, TarOutput(f.fileno(), gzip=gzip),
-                                     self.spool.fd)
+                    return write_tar(self.view.root, TarOutput(f.fileno(), gzip=gzip), fds)
             except OSError as exc:
                 raise StorageError(f"cannot write {target}: {exc.strerror or exc}",
                                    path=str(target), errno=exc.errno) from exc
@@ -374,12 +370,14 @@ class Exporting:
             flush = getattr(out, "flush", None)
             if flush is not None:
                 flush()  # what the caller wrote before goes first
-            return write_tar(self.view.root, TarOutput(fd, gzip=gzip), self.spool.fd)
-        return write_tar(self.view.root, TarOutput(writer=out, gzip=gzip), self.spool.fd)
+            return write_tar(self.view.root, TarOutput(fd, gzip=gzip), fds)
+        return write_tar(self.view.root, TarOutput(writer=out, gzip=gzip), fds)
 
     def close(self) -> None:
-        """Drop the spool."""
-        self.spool.close()
+        """Drop the spools."""
+        for spool in self.spools.values():
+            spool.close()
+        self.spools = {}
 
 
 def _fileno(out: object) -> int | None:
@@ -394,19 +392,28 @@ def prepare_export(
     ref: ImageRef, options: Options, *, scratch: str | os.PathLike[str] | None = None,
     max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> Exporting:
-    """Pull the image and read it, its file contents spooled (see :func:`export`)."""
+    """Pull the image and read its layers, several at once, each layer's file contents into an
+    unnamed scratch file of its own (see :func:`export`); then merge them."""
+    opened = open_image(ref, options, lazy=False)
+    for i in range(len(opened.layers)):
+        opened.layer(i)
     if scratch is None:
-        store = options.cache if isinstance(options.cache, Store) else Store(
-            options.cache if not isinstance(ref, PulledImage) else ref.cache)
-        scratch = store.private_dir()
-    spool = Spool(scratch)
+        scratch = opened.store.private_dir()
+    spools: dict[int, Spool] = {}
+
+    def spool_for(layer: Layer) -> Spool:
+        spool = spools[layer.index] = Spool(scratch)
+        return spool
+
     try:
-        view = view_of(ref, options, max_layer_bytes=max_layer_bytes, max_entries=max_entries,
-                       spool=spool)
+        records = record(opened.layers, spool_for, max_layer_bytes=max_layer_bytes,
+                         max_entries=max_entries)
+        view = assemble(opened.layers, records.__getitem__, reference=opened.reference)
     except BaseException:
-        spool.close()
+        for spool in spools.values():
+            spool.close()
         raise
-    return Exporting(view, spool)
+    return Exporting(view, spools)
 
 
 def export(

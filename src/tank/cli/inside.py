@@ -130,13 +130,17 @@ def ls(
 
 
 def print_listing(entries: Iterable[FileEntry], *, long: bool, full: bool) -> None:
-    """One line per entry: the name (``full``: the path), or the long format."""
+    """One line per entry: the name (``full``: the path), or the long format; written a
+    thousand lines at a time (a listing may have millions)."""
+    lines: list[str] = []
     for entry in entries:
         name = entry.path if full else entry.name
-        if not long:
-            click.echo(show(name))
-            continue
-        click.echo(long_line(entry, name))
+        lines.append(long_line(entry, name) if long else show(name))
+        if len(lines) >= 1000:
+            click.echo("\n".join(lines))
+            lines.clear()
+    if lines:
+        click.echo("\n".join(lines))
 
 
 def long_line(entry: FileEntry, name: str) -> str:

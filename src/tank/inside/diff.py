@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tank.inside.entry import FileEntry
-from tank.inside.read import Layer, Recorder, hash_content, read_layers
-from tank.inside.tree import FILE, SYMLINK, Dir, Merger, Node, sort_key, walk
-from tank.inside.view import ImageView, replay
+from tank.inside.read import Layer, hash_content
+from tank.inside.tree import FILE, SYMLINK, Dir, Node, sort_key, walk
+from tank.inside.view import ImageView, assemble, record
 from tank.layers.tar import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES
 
 #: what a change may name, in this order
@@ -80,23 +80,19 @@ def _kind(entry: FileEntry) -> str:
 
 def merge_pair(
     a: Sequence[Layer], b: Sequence[Layer], *, references: tuple[str | None, str | None] = (
-        None, None), max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
+        None, None), jobs: int | None = None, max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
     max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> tuple[ImageView, ImageView]:
-    """Both images' trees, files hashed; each distinct layer (by ``diff_id``) read once."""
+    """Both images' trees, files hashed; each distinct layer (by ``diff_id``) read once, several
+    at a time."""
     distinct: dict[str, Layer] = {}
     for layer in (*a, *b):
         distinct.setdefault(layer.diff_id, layer)
-    recorder = Recorder(content=hash_content)
-    read_layers(list(distinct.values()), recorder, max_layer_bytes=max_layer_bytes,
-                max_entries=max_entries)
-    views = []
-    for layers, reference in zip((a, b), references, strict=True):
-        merger = Merger()
-        for layer in layers:
-            replay(merger, layer, recorder.done[layer.diff_id])
-        views.append(ImageView(merger.root, tuple(layers), reference))
-    return views[0], views[1]
+    records = record(list(distinct.values()), lambda layer: hash_content, jobs=jobs,
+                     max_layer_bytes=max_layer_bytes, max_entries=max_entries)
+    by_diff_id = {layer.diff_id: found for layer, found in records.items()}
+    return (assemble(a, lambda layer: by_diff_id[layer.diff_id], reference=references[0]),
+            assemble(b, lambda layer: by_diff_id[layer.diff_id], reference=references[1]))
 
 
 def compare(a: ImageView, b: ImageView) -> Iterator[Change]:

@@ -25,9 +25,11 @@ KINDS: Final = tuple(TYPE_LETTERS)
 _NS: Final = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FileEntry:
-    """One path of an image's final tree (or of one layer, with ``tank ls --layer``).
+    """One path of an image's final tree (or of one layer, with ``tank ls --layer``): a value,
+    made afresh for each listing (not frozen, only because that makes a million of them
+    cheaper to create).
 
     :ivar path: the absolute path inside the image (``/usr/bin/env``).
     :ivar kind: ``file``, ``dir``, ``symlink``, ``hardlink`` (another name of a file listed

@@ -235,9 +235,10 @@ class TarOutput:
                 self.writer.write(tail)
 
 
-def write_tar(root: Dir, out: TarOutput, spool: int | None) -> int:
-    """Write the tree under ``root`` as a tar to ``out``, file contents from the descriptor
-    ``spool`` (each file's ``data`` is its offset there); the number of entries written."""
+def write_tar(root: Dir, out: TarOutput, spools: Mapping[int, int]) -> int:
+    """Write the tree under ``root`` as a tar to ``out``; the number of entries written. File
+    contents come from the descriptor ``spools[node.layer]``, at the offset ``node.data``
+    (each layer's files were kept in that layer's spool)."""
     first: dict[int, str] = {}
     count = 0
     for parts, node in walk(root):
@@ -254,6 +255,7 @@ def write_tar(root: Dir, out: TarOutput, spool: int | None) -> int:
         elif node.kind == FILE:
             out.write(_header_of(name, node, tarfile.REGTYPE, size=node.size))
             if node.size:
+                spool = spools.get(node.layer)
                 if spool is None or not isinstance(node.data, int):
                     raise ValueError(f"no content kept for {name}")
                 out.copy(spool, node.data, node.size)

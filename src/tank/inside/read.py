@@ -7,21 +7,29 @@ hash must be the layer's ``diff_id`` (:class:`~tank.errors.DigestMismatch` other
 itself was verified against its digest when it entered the cache. Callers use what a layer gave
 only after :func:`read_layers` returned, so nothing unverified is ever shown.
 
-Decompression runs in a background thread, a layer ahead
-(:class:`~tank.layers.feed.LayerFeed`); hashing in another (:class:`~tank.digest.PipelinedHasher`).
+:func:`read_layers` reads layers in order, decompressing in a background thread a layer ahead
+(:class:`~tank.layers.feed.LayerFeed`) and hashing in another
+(:class:`~tank.digest.PipelinedHasher`): for a visitor that must see them in order (a merge as
+it goes, in memory proportional to the tree). :func:`read_each` reads several layers at once, each
+in its own thread with its own visitor (:class:`Recorder`), for the callers that keep what every
+layer holds and merge afterwards (``export``, ``diff``): decompression, the slowest part, then
+runs on every core.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
 from tank.digest import Digest, PipelinedHasher
-from tank.layers.feed import QUEUE_DEPTH, LayerFeed
+from tank.layers.compression import open_layer
+from tank.layers.feed import QUEUE_DEPTH, READ_SIZE, LayerFeed
 from tank.layers.tar import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_LAYER_BYTES,
@@ -103,6 +111,64 @@ def read_layers(
             finally:
                 done = hasher.finish()
             done.verify(expected, what=f"uncompressed layer {layer.digest} (its diff_id)")
+
+
+def read_each(
+    layers: Sequence[Layer], visitor_for: Callable[[Layer], Visitor], *, jobs: int = 2,
+    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> None:
+    """Read each layer in a thread of its own, up to ``jobs`` at once, the largest first, telling
+    the visitor ``visitor_for(layer)`` made for it; each layer is checked against its
+    ``diff_id`` after its last entry. The first failure stops the others at their next chunk
+    and is raised (see :func:`read_layers` for what may be)."""
+    if max_layer_bytes < 0 or max_entries < 0:
+        raise ValueError("max_layer_bytes and max_entries must not be negative")
+    stop = threading.Event()
+
+    def one(layer: Layer) -> None:
+        expected = Digest.parse(layer.diff_id)
+        visitor = visitor_for(layer)
+        hasher = PipelinedHasher(expected.hasher(), depth=QUEUE_DEPTH)
+        try:
+            with open_layer(layer.path, layer.media_type) as stream:
+
+                def chunk() -> bytes | None:
+                    return None if stop.is_set() else stream.read(READ_SIZE)
+
+                reader = LayerReader(
+                    chunk, digest=layer.digest, source=str(layer.path),
+                    max_layer_bytes=max_layer_bytes, max_entries=max_entries, hasher=hasher,
+                )
+                visitor.begin(layer)
+                ordinal = 0
+                while (entry := reader.next_entry()) is not None:
+                    visitor.entry(entry, ordinal, reader)
+                    ordinal += 1
+                visitor.end(layer)
+        finally:
+            done = hasher.finish()
+        if not stop.is_set():
+            done.verify(expected, what=f"uncompressed layer {layer.digest} (its diff_id)")
+
+    order = sorted(layers, key=lambda layer: -layer.size)
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tank-read")
+    try:
+        futures = [pool.submit(one, layer) for layer in order]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            stop.set()
+            raise failed[0].exception()  # type: ignore[misc]
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def default_jobs() -> int:
+    """Layers read at once by :func:`read_each`: one per core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 # -- what to do with file contents --------------------------------------------------------------
@@ -215,7 +281,9 @@ __all__ = [
     "Records",
     "Spool",
     "Visitor",
+    "default_jobs",
     "hash_content",
+    "read_each",
     "read_layers",
     "skip_content",
 ]

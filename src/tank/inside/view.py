@@ -12,12 +12,22 @@ naming it.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tank.errors import ImagePathError, PathNotFound, UnsafeEntry
 from tank.inside.entry import FileEntry
-from tank.inside.read import Content, Layer, Records, Visitor, read_layers, skip_content
+from tank.inside.read import (
+    Content,
+    Layer,
+    Recorder,
+    Records,
+    Visitor,
+    default_jobs,
+    read_each,
+    read_layers,
+    skip_content,
+)
 from tank.inside.tree import DIR, Dir, Found, Merger, Node, lookup, user_parts, walk
 from tank.layers.tar import (
     DEFAULT_MAX_ENTRIES,
@@ -200,6 +210,35 @@ def merge(
     return ImageView(merger.root, tuple(layers), reference)
 
 
+def record(
+    layers: Sequence[Layer], content_for: Callable[[Layer], Content], *, jobs: int | None = None,
+    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> dict[Layer, Records]:
+    """Each layer's :class:`~tank.inside.read.Records`, the layers read at once
+    (:func:`~tank.inside.read.read_each`); ``content_for(layer)`` decides the files' ``data``."""
+    recorders: dict[Layer, Recorder] = {}
+
+    def visitor_for(layer: Layer) -> Visitor:
+        recorder = Recorder(content=content_for(layer))
+        recorders[layer] = recorder
+        return recorder
+
+    read_each(layers, visitor_for, jobs=jobs or default_jobs(), max_layer_bytes=max_layer_bytes,
+              max_entries=max_entries)
+    return {layer: recorder.done[layer.diff_id] for layer, recorder in recorders.items()}
+
+
+def assemble(
+    layers: Sequence[Layer], records: Callable[[Layer], Records], *,
+    reference: str | None = None,
+) -> ImageView:
+    """The tree of ``layers`` from their records (``records(layer)``), applied bottom first."""
+    merger = Merger()
+    for layer in layers:
+        replay(merger, layer, records(layer))
+    return ImageView(merger.root, tuple(layers), reference)
+
+
 # -- one layer, as its tar has it ---------------------------------------------------------------
 
 
@@ -294,6 +333,7 @@ def _bytes(name: str) -> bytes:
 __all__ = [
     "ImageView",
     "Merging",
+    "assemble",
     "in_layer",
     "layer_entries",
     "layer_entry",
@@ -301,5 +341,6 @@ __all__ = [
     "not_a_file",
     "not_found",
     "readable",
+    "record",
     "replay",
 ]
