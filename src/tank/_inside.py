@@ -448,9 +448,9 @@ def export(
 
     :param out: a path (written whole or not at all) or a binary file object.
     :param gzip: compress (gzip level 6, no name, time 0: the same bytes every time).
-    :param scratch: where the unnamed scratch file holding the file contents while the layers
-        are read goes (default: the cache directory); it takes up to the image's uncompressed
-        size, and vanishes with the process.
+    :param scratch: where the unnamed scratch files (one per layer) holding the file contents
+        while the layers are read go (default: the cache directory); they take up to the
+        image's uncompressed size, and vanish with the process.
     """
     options = _options(platform, cache, offline, jobs, progress, retry, transport, credentials,
                        config)

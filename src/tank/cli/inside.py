@@ -215,8 +215,8 @@ Examples:
               help="Write the tar to FILE (which appears only once complete), or to stdout.")
 @click.option("--gzip", "use_gzip", is_flag=True, help="Compress it with gzip.")
 @click.option("--scratch", metavar="DIR",
-              help="Where the unnamed scratch file holding file contents goes while the layers "
-                   "are read (default: the cache directory); it needs up to the image's "
+              help="Where the unnamed scratch files holding file contents go while the layers "
+                   "are read (default: the cache directory); they need up to the image's "
                    "uncompressed size.")
 @image_options
 def export(

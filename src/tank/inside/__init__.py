@@ -22,7 +22,7 @@ Invariants:
 - Every path stays inside the image's root: names are checked as the unpack checks them, and
   symlinks are only ever followed inside the tree, never on the host.
 - Memory holds metadata, not contents: a file's bytes are streamed (``cat``), hashed as they go
-  by (``diff``), or kept in an unnamed scratch file on disk (``export``).
+  by (``diff``), or kept in unnamed scratch files on disk (``export``).
 
 The public functions, which resolve a reference and get the layers into the cache first, are in
 :mod:`tank` (``tank.files``, ``tank.cat``, ``tank.read_file``, ``tank.export``, ``tank.diff``).

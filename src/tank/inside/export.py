@@ -12,9 +12,10 @@ modification times with nanoseconds or before 1970, extended attributes as ``SCH
 numeric owners only (no user or group names), device numbers in base-256 when octal cannot hold
 them. Names that are not UTF-8 are written as their bytes (``hdrcharset=BINARY``).
 
-The contents were kept in a :class:`~tank.inside.read.Spool` while the layers were read (one
-decompression of each layer); they are copied from it with ``sendfile`` into a file or a pipe,
-or through zlib with ``gzip`` (level 6, no name, time 0: the same bytes every time).
+The contents were kept in a :class:`~tank.inside.read.Spool` per layer while the layers were read
+(one decompression of each layer, several at once); they are copied from there with
+``sendfile`` into a file or a pipe, or through zlib with ``gzip`` (level 6, no name, time 0: the
+same bytes every time).
 """
 
 from __future__ import annotations
