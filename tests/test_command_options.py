@@ -47,6 +47,13 @@ def _commands(host: str, seeded: Seeded, tmp_path: Path) -> list[list[str]]:
         ["digest", ref],
         ["tags", f"{host}/{seeded.repo}"],
         ["blob", ref, layer, "-o", str(tmp_path / "blob")],
+        ["verify", ref],
+        ["referrers", ref],
+        ["ls", ref, "/etc", "--cache", str(tmp_path / "cache-ls"), "-q"],
+        ["cat", ref, "/etc/os-release", "--cache", str(tmp_path / "cache-cat"), "-q"],
+        ["export", ref, "-o", str(tmp_path / "flat.tar"), "--cache",
+         str(tmp_path / "cache-export"), "-q"],
+        ["diff", ref, ref, "--cache", str(tmp_path / "cache-diff"), "-q"],
     ]
 
 

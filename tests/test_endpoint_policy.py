@@ -95,6 +95,17 @@ def test_no_spelling_escapes_a_blocked_rule_in_any_entry_point(
         ["digest", "docker.io/alpine"],
         ["tags", "quay.io:443/a/b"],
         ["blob", "registry-1.docker.io/alpine", "sha256:" + "c" * 64],
+        ["verify", "Quay.IO/a/b:1"],
+        ["referrers", "docker.io/library/alpine"],
+        ["ls", "index.docker.io/alpine"],
+        ["cat", "quay.io:443/a/b", "/etc/os-release"],
+        ["export", "docker.io/alpine", "-o", "/dev/null"],
+        ["diff", "docker.io/alpine", "quay.io/a/b"],
+        ["copy", "docker.io/alpine", "oci:/tmp/never-written"],
+        ["copy", "oci:/nonexistent-layout", "quay.io:443/a/b:1"],
+        ["tag", "quay.io/a/b:1", "two"],
+        ["delete", "quay.io/a/b:1"],
+        ["artifact", "pull", "quay.io/a/b:1"],
     ],
 )
 def test_every_command_refuses_a_blocked_image_with_exit_2(

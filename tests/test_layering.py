@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "tank._pull": 9,
     "tank._inspect": 9,
     "tank._unpack": 9,
+    "tank._inside": 9,
     "tank._copy": 9,
     "tank._sources": 9,
     "tank._sync": 9,

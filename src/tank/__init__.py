@@ -20,6 +20,9 @@ The public API, importable from ``tank`` itself (heavier modules load on first u
 - :func:`unpack`, :class:`ImageConfig` — root filesystems (:mod:`tank.unpack`).
 - :func:`inspect`, :func:`list_tags`, :func:`resolve_digest` — what ``tank inspect``, ``tank
   tags`` and ``tank digest`` do (:mod:`tank.inspect`).
+- :func:`files`, :func:`cat`, :func:`read_file`, :func:`export`, :func:`diff`, :class:`FileEntry`,
+  :class:`Change` — inside an image without unpacking it: ``tank ls``, ``cat``, ``export`` and
+  ``diff`` (:mod:`tank.inside`).
 - :class:`Credentials`, :class:`CredentialStore`, :class:`TokenCache` — credentials
   (:mod:`tank.auth.credentials`, :mod:`tank.auth`); :class:`Config`, :func:`load_config` — the
   config files (:mod:`tank.config`).
@@ -49,6 +52,7 @@ from tank.errors import (
     ConfigError,
     CorruptLayer,
     DigestMismatch,
+    ImagePathError,
     IntegrityError,
     InvalidDigest,
     InvalidImageConfig,
@@ -58,6 +62,7 @@ from tank.errors import (
     LayoutError,
     ManifestTooLarge,
     NotFound,
+    PathNotFound,
     PlatformNotFound,
     PolicyError,
     PolicyRefused,
@@ -77,6 +82,7 @@ from tank.errors import (
 if TYPE_CHECKING:
     from tank._artifact import ArtifactResult, pull_artifact, push_artifact
     from tank._copy import CopyEvent, CopyResult, copy
+    from tank._inside import cat, diff, export, files, read_file
     from tank._inspect import IndexEntry, Inspection, LayerInfo, inspect, list_tags, resolve_digest
     from tank._pull import ProgressEvent, PulledImage, pull
     from tank._sync import sync
@@ -87,6 +93,7 @@ if TYPE_CHECKING:
     from tank.config import load as load_config
     from tank.digest import Digest, Hasher
     from tank.image.config import ImageConfig
+    from tank.inside import Change, FileEntry
     from tank.platform import Platform
     from tank.policy import Policy, Verdict
     from tank.policy.check import verify
@@ -124,6 +131,13 @@ _LAZY = {
     "Inspection": ("tank._inspect", "Inspection"),
     "IndexEntry": ("tank._inspect", "IndexEntry"),
     "LayerInfo": ("tank._inspect", "LayerInfo"),
+    "files": ("tank._inside", "files"),
+    "cat": ("tank._inside", "cat"),
+    "read_file": ("tank._inside", "read_file"),
+    "export": ("tank._inside", "export"),
+    "diff": ("tank._inside", "diff"),
+    "FileEntry": ("tank.inside.entry", "FileEntry"),
+    "Change": ("tank.inside.diff", "Change"),
     "tags": ("tank.registry", "tags"),
     "Credentials": ("tank.auth.credentials", "Credentials"),
     "CredentialStore": ("tank.auth.credentials", "CredentialStore"),
@@ -179,6 +193,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "ArtifactResult",
     "inspect", "Inspection", "IndexEntry", "LayerInfo", "list_tags", "resolve_digest",
     "verify", "Policy", "Verdict",
+    "files", "cat", "read_file", "export", "diff", "FileEntry", "Change",
     # the session, and the seed's stateless functions
     "Client", "Repository", "ManifestInfo", "BlobStream",
     "manifest", "manifest_head", "blob", "open_blob", "download_blob", "tags",
@@ -194,5 +209,6 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "ManifestTooLarge", "InvalidManifest",
     "CacheMiss", "ConfigError", "PolicyError", "PolicyRefused", "StorageError", "LayoutError",
     "ArchiveError",
-    "UnsupportedLayer", "InvalidImageConfig", "UnpackError", "UnsafeEntry", "LayerTooLarge",
+    "UnsupportedLayer", "InvalidImageConfig", "ImagePathError", "PathNotFound",
+    "UnpackError", "UnsafeEntry", "LayerTooLarge",
 ]  # fmt: skip

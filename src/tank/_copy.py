@@ -520,6 +520,9 @@ def copy(
     src = parse_location(source)
     dst = parse_location(destination)
     cfg = config if config is not None else load_config()
+    for where in (src, dst):  # a blocked name on either side: refused before anything is read
+        if where.reference is not None:
+            cfg.check_allowed(where.reference.domain, where.reference.repository)
     jobs = jobs if jobs is not None else cfg.jobs or 4
     if jobs < 1:
         raise ValueError("jobs must be at least 1")

@@ -30,6 +30,8 @@
     ├── ArchiveError            a docker-archive tank cannot write
     ├── UnsupportedLayer        a layer media type tank cannot read
     ├── InvalidImageConfig      an image config that is not what the image spec says (a ValueError)
+    ├── ImagePathError          a path inside an image that cannot be read as asked (a directory)
+    │   └── PathNotFound        a path the image's tree lacks: missing, deleted, a dangling link
     └── UnpackError             a root filesystem tank cannot unpack: a refused entry, a bad target
         ├── UnsafeEntry         a layer entry refused as unsafe or absurd (an escape, a bad name)
         └── LayerTooLarge       a layer over a limit: uncompressed bytes, entries, header size
@@ -361,6 +363,37 @@ class InvalidImageConfig(TankError, ValueError):
     ``rootfs.diff_ids`` that do not match the manifest's layers."""
 
 
+class ImagePathError(TankError):
+    """A path inside an image that cannot be read as asked: ``tank cat`` of a directory, a FIFO
+    or a device.
+
+    ``path`` is the path as asked for; ``reference`` names the image (or is ``None``).
+    """
+
+    def __init__(self, message: str, *, path: str, reference: str | None = None) -> None:
+        super().__init__(f"{reference}: {message}" if reference else message)
+        self.path = path
+        self.reference = reference
+
+
+class PathNotFound(ImagePathError, LookupError):
+    """A path the image's final tree does not have: never there, deleted by a layer (a whiteout,
+    an opaque directory, a parent replaced), or behind a symlink that leads nowhere in the image.
+
+    ``layer`` is the index of the layer that deleted it, when one did (else ``None``).
+    """
+
+    def __init__(
+        self, message: str, *, path: str, reference: str | None = None, layer: int | None = None,
+    ) -> None:
+        super().__init__(message, path=path, reference=reference)
+        self.layer = layer
+
+    def _message(self) -> str:
+        # the message itself, not LookupError's repr-style quoting
+        return str(self.args[0])
+
+
 class UnpackError(TankError):
     """A root filesystem that cannot be unpacked (:mod:`tank.unpack`).
 
@@ -398,6 +431,7 @@ __all__ = [
     "ConfigError",
     "CorruptLayer",
     "DigestMismatch",
+    "ImagePathError",
     "IntegrityError",
     "InvalidDigest",
     "InvalidImageConfig",
@@ -407,6 +441,7 @@ __all__ = [
     "LayoutError",
     "ManifestTooLarge",
     "NotFound",
+    "PathNotFound",
     "PlatformNotFound",
     "PolicyError",
     "PolicyRefused",

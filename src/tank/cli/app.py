@@ -28,13 +28,17 @@ COMMANDS = {
     "artifact": "tank.cli.artifact:artifact",
     "blob": "tank.cli.remote:blob",
     "cache": "tank.cli.cache:cache",
+    "cat": "tank.cli.inside:cat",
     "completion": "tank.cli.completion:completion",
     "copy": "tank.cli.copy:copy",
     "delete": "tank.cli.copy:delete",
+    "diff": "tank.cli.inside:diff",
     "digest": "tank.cli.remote:digest",
+    "export": "tank.cli.inside:export",
     "inspect": "tank.cli.remote:inspect",
     "login": "tank.cli.login:login",
     "logout": "tank.cli.login:logout",
+    "ls": "tank.cli.inside:ls",
     "pull": "tank.cli.pull:pull",
     "referrers": "tank.cli.trust:referrers",
     "push": "tank.cli.copy:push",
@@ -53,6 +57,7 @@ Examples:
   tank copy alpine registry.local:5000/alpine --all-platforms
   tank blob alpine sha256:<hex> -o layer.tar.gz
   tank verify ghcr.io/o/app:1.2 --verify-key cosign.pub
+  tank cat debian:12 /etc/os-release
   tank cache du
   eval "$(tank completion bash)"
 

@@ -37,6 +37,7 @@ from tank.errors import (
     InvalidDigest,
     InvalidReference,
     NotFound,
+    PathNotFound,
     PlatformNotFound,
     PolicyRefused,
     RegistryError,
@@ -44,6 +45,7 @@ from tank.errors import (
     TankError,
     TLSError,
     TransportError,
+    printable,
 )
 
 EXIT_OK = 0
@@ -61,7 +63,7 @@ Exit codes:
   0    ok
   1    other error
   2    usage: bad arguments, reference, platform or configuration
-  3    not found: image, tag or platform; offline and not cached
+  3    not found: image, tag, platform, path in an image; offline, not cached
   4    authentication or authorisation failed
   5    integrity: digest or size mismatch
   6    network or registry unavailable
@@ -78,7 +80,7 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_INTERRUPTED
     if isinstance(exc, InvalidReference | InvalidDigest | ConfigError):
         return EXIT_USAGE
-    if isinstance(exc, NotFound | CacheMiss):
+    if isinstance(exc, NotFound | CacheMiss | PathNotFound):
         return EXIT_NOT_FOUND
     if isinstance(exc, AuthError):
         return EXIT_AUTH
@@ -199,6 +201,10 @@ def hint(exc: BaseException, *, cache_dir: str | None = None) -> str | None:
     if isinstance(exc, IntegrityError):
         return ("try again; if it persists, the registry or a proxy serves corrupt data "
                 "(--debug shows the detail)")
+    if isinstance(exc, PathNotFound) and exc.path.strip("/"):
+        parent = exc.path.rstrip("/").rpartition("/")[0] or "/"
+        parent = parent.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return printable(f"`tank ls {exc.reference or 'REF'} {parent}` lists what is there")
     if isinstance(exc, CacheMiss):
         return "run it without --offline to fetch what is missing"
     if isinstance(exc, InvalidReference):
