@@ -146,3 +146,32 @@ def test_a_cancelled_download_leaves_no_file(
 
     asyncio.run(main())
     assert list(dest.parent.iterdir()) == []
+
+
+def test_copy_verify_and_the_inside_functions_are_awaitable(
+    registry: LocalRegistry, seeded: Seeded, tmp_path: Path
+) -> None:
+    ref = f"{registry.host}/{seeded.repo}:latest"
+    cache = tmp_path / "cache"
+
+    async def main() -> None:
+        copied, verdict, release = await asyncio.gather(
+            tank.aio.copy(ref, f"{registry.host}/aio/copied:v1", cache=cache),
+            tank.aio.verify(ref, policy=tank.Policy.from_json(
+                {"default": [{"type": "insecureAcceptAnything"}]})),
+            tank.aio.read_file(ref, "/etc/os-release", cache=cache),
+        )
+        assert copied.digest == seeded.latest.manifest_digest
+        assert verdict.digest == seeded.latest.manifest_digest
+        assert release == tank.read_file(ref, "/etc/os-release", cache=cache)
+        listing = await tank.aio.files(ref, "/etc", recursive=False, cache=cache)
+        assert [e.path for e in listing] == [
+            e.path for e in tank.files(ref, "/etc", recursive=False, cache=cache)]
+        assert "/etc/os-release" in [e.path for e in listing]
+        assert await tank.aio.diff(ref, f"{registry.host}/aio/copied:v1", cache=cache) == []
+        out = tmp_path / "flat.tar"
+        count = await tank.aio.export(ref, out, cache=cache)
+        assert count > 0
+        assert out.stat().st_size > 0
+
+    asyncio.run(main())

@@ -8,6 +8,8 @@
     async def main() -> None:
         image = await tank.aio.pull("alpine", output="oci:./alpine")
         info = await tank.aio.inspect("alpine", platform="linux/arm64")
+        release = await tank.aio.read_file("alpine", "/etc/alpine-release")
+        await tank.aio.copy("alpine", "registry.local:5000/alpine", all_platforms=True)
         repo = tank.aio.Client("ghcr.io").repository("owner/app")
         manifest = await repo.manifest("v1")
         async with repo.open_blob(manifest.document.config.digest) as stream:
@@ -50,7 +52,10 @@ from tank.registry import Client as _Client
 from tank.registry import Repository
 
 if TYPE_CHECKING:
+    from tank._copy import CopyResult
     from tank.digest import Digest, Hasher
+    from tank.inside import Change, FileEntry
+    from tank.policy import Verdict
     from tank.reference import Reference
     from tank.registry import BlobStream, ManifestHead, ManifestInfo
 
@@ -106,6 +111,51 @@ async def resolve_digest(ref: str | Reference, **kwargs: Any) -> Digest:
 async def list_tags(repository: str | Reference, **kwargs: Any) -> list[str]:
     """:func:`tank.list_tags`, awaitable; same keywords."""
     return await _in_thread(functools.partial(_list_tags, repository, **kwargs))
+
+
+async def copy(source: str, destination: str, **kwargs: Any) -> CopyResult:
+    """:func:`tank.copy`, awaitable and cancellable as :func:`pull` is (what was uploaded
+    stays, and the next copy skips it); same keywords."""
+    from tank._copy import copy as _copy
+
+    cancel = kwargs.pop("cancel", None) or Cancel()
+    return await _in_thread(
+        functools.partial(_copy, source, destination, cancel=cancel, **kwargs), cancel)
+
+
+async def verify(ref: str | Reference, **kwargs: Any) -> Verdict:
+    """:func:`tank.verify`, awaitable; same keywords."""
+    from tank.policy import verify as _verify
+
+    return await _in_thread(functools.partial(_verify, ref, **kwargs))
+
+
+async def files(ref: str | Reference, path: str = "/", **kwargs: Any) -> list[FileEntry]:
+    """:func:`tank.files`, awaitable: the whole listing at once, as a list; same keywords."""
+    from tank._inside import files as _files
+
+    return await _in_thread(lambda: list(_files(ref, path, **kwargs)))
+
+
+async def read_file(ref: str | Reference, path: str, **kwargs: Any) -> bytes:
+    """:func:`tank.read_file`, awaitable; same keywords."""
+    from tank._inside import read_file as _read_file
+
+    return await _in_thread(functools.partial(_read_file, ref, path, **kwargs))
+
+
+async def export(ref: str | Reference, out: str | os.PathLike[str], **kwargs: Any) -> int:
+    """:func:`tank.export` into the file ``out``, awaitable; same keywords."""
+    from tank._inside import export as _export
+
+    return await _in_thread(functools.partial(_export, ref, out, **kwargs))
+
+
+async def diff(ref_a: str | Reference, ref_b: str | Reference, **kwargs: Any) -> list[Change]:
+    """:func:`tank.diff`, awaitable; same keywords."""
+    from tank._inside import diff as _diff
+
+    return await _in_thread(functools.partial(_diff, ref_a, ref_b, **kwargs))
 
 
 class AsyncBlobStream:
@@ -205,8 +255,14 @@ __all__ = [
     "AsyncBlobStream",
     "AsyncRepository",
     "Client",
+    "copy",
+    "diff",
+    "export",
+    "files",
     "inspect",
     "list_tags",
     "pull",
+    "read_file",
     "resolve_digest",
+    "verify",
 ]
