@@ -71,6 +71,30 @@ def _platform_json(p: Platform) -> dict[str, str]:
     return out
 
 
+def layout_plan(
+    store: Store,
+    image: Manifest,
+    index: Index | None,
+    children: list[tuple[Descriptor, Manifest]],
+    platform: Platform | None,
+) -> tuple[tuple[Digest, str, int], dict[str, Path], Platform | None]:
+    """What a layout (or an OCI archive) of ``image`` (or the whole ``index``) holds: the top
+    manifest as written there (digest, media type, size: converted to OCI when it is Docker's),
+    every blob's cache file by digest, and the platform its entry carries (none for an index)."""
+    images = [image] + [c for _, c in children if c is not image]
+    paths: dict[str, Path] = {}
+    for m in images:
+        for d in (m.config, *m.layers):
+            paths[str(d.digest)] = store.blob_path(d.digest)
+    if index is not None:
+        top = index_for_layout(store, index, children, paths)
+        platform = None
+    else:
+        top = manifest_for_layout(store, image)
+    paths[str(top[0])] = store.blob_path(top[0])
+    return top, paths, platform
+
+
 def write_pulled(
     store: Store,
     path: Path,
@@ -85,17 +109,8 @@ def write_pulled(
     """Write ``image`` (or the whole ``index`` with its ``children``) from ``store`` into the
     layout at ``path`` named ``tag``; return the top manifest's digest in the layout.
     ``platform`` goes on the layout's entry (for an image chosen from an index)."""
-    images = [image] + [c for _, c in children if c is not image]
-    paths: dict[str, Path] = {}
-    for m in images:
-        for d in (m.config, *m.layers):
-            paths[str(d.digest)] = store.blob_path(d.digest)
-    if index is not None:
-        digest, media_type, size = index_for_layout(store, index, children, paths)
-        platform = None
-    else:
-        digest, media_type, size = manifest_for_layout(store, image)
-    paths[str(digest)] = store.blob_path(digest)
+    (digest, media_type, size), paths, platform = layout_plan(store, image, index, children,
+                                                              platform)
     write_image(
         path,
         manifest_digest=digest,
@@ -109,4 +124,4 @@ def write_pulled(
     return digest
 
 
-__all__ = ["index_for_layout", "manifest_for_layout", "write_pulled"]
+__all__ = ["index_for_layout", "layout_plan", "manifest_for_layout", "write_pulled"]

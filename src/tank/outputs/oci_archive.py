@@ -34,7 +34,7 @@ from tank._fs import atomic_file
 from tank.digest import Digest
 from tank.errors import ArchiveError, SizeMismatch
 from tank.image import Descriptor, Index, Manifest
-from tank.outputs.image_layout import _platform_json, index_for_layout, manifest_for_layout
+from tank.outputs.image_layout import _platform_json, layout_plan
 from tank.outputs.layout import LAYOUT_VERSION, REF_NAME_ANNOTATION, LayoutTarget
 from tank.platform import Platform
 from tank.store import Store
@@ -122,17 +122,8 @@ def write_pulled_archive(
 ) -> Digest:
     """:func:`tank.outputs.image_layout.write_pulled`, into an OCI archive: ``image`` (or the
     whole ``index`` with its ``children``) from ``store``; the top manifest's digest in it."""
-    images = [image] + [c for _, c in children if c is not image]
-    paths: dict[str, Path] = {}
-    for m in images:
-        for d in (m.config, *m.layers):
-            paths[str(d.digest)] = store.blob_path(d.digest)
-    if index is not None:
-        digest, media_type, size = index_for_layout(store, index, children, paths)
-        platform = None
-    else:
-        digest, media_type, size = manifest_for_layout(store, image)
-    paths[str(digest)] = store.blob_path(digest)
+    (digest, media_type, size), paths, platform = layout_plan(store, image, index, children,
+                                                              platform)
     write_oci_archive(
         path, manifest_digest=digest, manifest_media_type=media_type, manifest_size=size,
         ref_name=tag, blobs=paths,
