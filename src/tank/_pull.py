@@ -38,9 +38,13 @@ from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
 from tank.registry import Client
+from tank.registry.ranged import DEFAULT_CONNECTIONS, DEFAULT_THRESHOLD, Budget
 from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.store import Store
 from tank.transport import Transport
+
+#: the connections one pull holds at once, at most, unless the config says otherwise
+MAX_CONNECTIONS = 16
 
 #: config media types parsed as image configs (others, an artifact's, are kept as they are)
 _IMAGE_CONFIG_TYPES = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
@@ -250,6 +254,16 @@ def _read_config(
     return doc, ImageConfig.from_json(doc, require_rootfs=False)
 
 
+def _connections(cfg: Config, jobs: int, layer_connections: int | None) -> tuple[int, int]:
+    """Connections per large blob, and the pull's connection budget (at least ``jobs``)."""
+    connections = layer_connections if layer_connections is not None else (
+        cfg.layer_connections or DEFAULT_CONNECTIONS
+    )
+    if connections < 1:
+        raise ValueError("layer_connections must be at least 1")
+    return connections, max(jobs, cfg.max_connections or MAX_CONNECTIONS)
+
+
 def pull(
     ref: str | Reference,
     *,
@@ -268,6 +282,7 @@ def pull(
     credentials: CredentialsArg = None,
     config: Config | None = None,
     cancel: threading.Event | None = None,
+    layer_connections: int | None = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
@@ -307,6 +322,10 @@ def pull(
     :param cancel: set it (from any thread) to stop the pull: downloads stop at their next chunk
         and :class:`KeyboardInterrupt` is raised, as on Ctrl-C; partial downloads stay in the
         cache's ``ingest/`` and the next pull resumes them (:mod:`tank.aio` uses this).
+    :param layer_connections: connections per blob of at least the config's
+        ``layer-chunk-threshold`` (64 MiB): it comes as byte ranges over that many connections
+        at once (``1``: one stream per blob); default the config's ``layer-connections``, else
+        4. The pull holds at most the config's ``max-connections`` (16) at once.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
@@ -316,15 +335,17 @@ def pull(
     platform = platform if platform is not None else cfg.platform
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
+    connections, budget = _connections(cfg, jobs, layer_connections)
     plan = _plan_output(output, all_platforms)
     want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
     policy = retry or DEFAULT_RETRY
-    t = transport or cfg.transport(pool_size=max(8, jobs))
+    t = transport or cfg.transport(pool_size=budget)
     fetcher = Fetcher(
         reference, store, _sources(reference, endpoints, credentials, t, policy),
         retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
-        cancel=cancel,
+        cancel=cancel, connections=connections, budget=Budget(budget),
+        threshold=cfg.layer_chunk_threshold or DEFAULT_THRESHOLD,
     )
     resolved = _resolve(fetcher, want, all_platforms)
     blobs = _blobs_of(resolved)

@@ -1,0 +1,664 @@
+"""One large blob over several connections: byte ranges written at their offsets, hashed in order.
+
+A CDN caps what one connection gets, so a single stream waits for the cap whatever the link could
+carry. :func:`fetch_ranged` fetches a blob of known size as ranges (``Range: bytes=a-b``) over up
+to ``connections`` connections at once, each range written at its offset into the one sink (the
+cache's ingest file), and hashes the whole blob in order as the contiguous prefix grows.
+
+Invariants:
+
+- **Verified as ever.** The digest covers every byte of the blob in order; :func:`fetch_ranged`
+  returns only once it matches (and the size), and the sink is then told :meth:`complete`. The
+  cache commits nothing else (:meth:`tank.store.BlobWriter.commit` verifies again).
+- **Only a matching ``206`` counts.** The first range asked is the probe: a ``206`` whose
+  ``Content-Range`` is exactly the range asked, out of the descriptor's size, turns the other
+  connections on. A ``200`` (the server ignores ``Range``) is read as the one plain stream it is,
+  from byte 0: the blob is never downloaded twice. A ``206`` for another range is refused
+  (:class:`~tank.errors.RegistryError`), a total other than the size is a
+  :class:`~tank.errors.SizeMismatch`, and a range body never reads past its end + 1.
+- **No second pass in the common case.** Bytes that arrive at the hash's frontier are hashed from
+  memory; bytes of later ranges are kept in memory for the hash up to :data:`HASH_WINDOW` per
+  blob, beyond that read back (from the page cache) when the frontier reaches them.
+- **A CDN target is reused.** When the registry redirects the probe to another origin, the next
+  ranges go straight to that URL (never with the registry's credentials); one that stops working
+  (``401``, ``403``, ``404``, ``410``: an expired signed URL) is resolved again through the
+  registry.
+- **Resumable.** Finished ranges are reported to the sink (:meth:`RangedSink.keep`) from a
+  thread of their own, which makes them durable and journals them (the cache's writer fsyncs the
+  ingest file, then appends to a small fsynced journal beside it); a later run is given them back
+  (:meth:`RangedSink.held`), re-hashes them, and fetches only the rest. A range that breaks off is
+  resumed from its last byte, per the :class:`~tank.retry.RetryPolicy`.
+- **Bounded.** Connections beyond the first take a slot of the pull's ``budget`` (a semaphore
+  shared by every blob) for each range, so a pull never opens more than its connection budget.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+
+from tank._cancel import aborting
+from tank.digest import Digest, Hasher
+from tank.errors import DigestMismatch, RegistryError, SizeMismatch, TankError, TransportError
+from tank.image import Where
+from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into
+from tank.responses import raise_for_status
+from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
+from tank.transport import Origin, discard, release
+
+if TYPE_CHECKING:
+    from urllib3 import BaseHTTPResponse
+
+    from tank.auth.session import Authenticator
+
+#: blobs at least this large are fetched as ranges by default (a setting)
+DEFAULT_THRESHOLD: Final = 64 * 1024 * 1024
+#: connections per large blob by default (a setting)
+DEFAULT_CONNECTIONS: Final = 4
+#: the largest range one request asks for
+MAX_RANGE: Final = 32 * 1024 * 1024
+#: the smallest, unless the threshold itself is smaller
+MIN_RANGE: Final = 4 * 1024 * 1024
+#: bytes that arrived ahead of the hash's frontier and are kept in memory for it, per blob
+HASH_WINDOW: Final = 16 * 1024 * 1024
+#: a target that answers one of these was a signed URL that expired: ask the registry again
+_EXPIRED: Final = frozenset({401, 403, 404, 410})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class RangedSink(BlobSink, Protocol):
+    """A :class:`~tank.registry.blobs.BlobSink` that can also take bytes at any offset.
+
+    :attr:`written` is the contiguous prefix whose hash the caller holds; :meth:`held` the
+    ranges beyond it already on disk from an earlier run.
+    """
+
+    def held(self) -> list[tuple[int, int]]:
+        """Ranges ``(start, end)`` beyond :attr:`written` that the sink already holds."""
+        ...
+
+    def begin_ranged(self) -> None:
+        """Called once before the first :meth:`write_at` (the cache starts its journal)."""
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` of the blob."""
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes written at ``offset`` (for the hash)."""
+        ...
+
+    def keep(self, ranges: list[tuple[int, int]]) -> None:
+        """These ranges are written: make them durable and remember them for a resume."""
+
+    def complete(self) -> None:
+        """Every byte of the blob is written and verified."""
+
+
+class Budget:
+    """The connections a whole pull may hold at once: a counting semaphore of ``total`` slots.
+
+    Each blob download holds one slot while it runs; a blob fetched as ranges takes one more
+    for each range its other connections fetch, when one is free.
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError("a connection budget needs at least one connection")
+        self.total = total
+        self._sem = threading.Semaphore(total)
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot, waiting at most ``timeout`` seconds (``None``: until one is free);
+        whether one was taken."""
+        return self._sem.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._sem.release()
+
+
+class FileSink:
+    """A :class:`RangedSink` over an open, readable file (:meth:`tank.Repository.download_blob`'s
+    temporary file): ranges are written at their offsets; nothing is journaled."""
+
+    def __init__(self, out: BinaryIO, size: int | None) -> None:
+        self.out, self.size, self.written = out, size, 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        self.out.write(data)
+        self.written += len(data)
+
+    def restart(self) -> None:
+        """Discard everything written."""
+        self.out.seek(0)
+        self.out.truncate()
+        self.written = 0
+
+    def held(self) -> list[tuple[int, int]]:
+        """Nothing is held from an earlier run."""
+        return []
+
+    def begin_ranged(self) -> None:
+        """Flush what was appended before the first write at an offset."""
+        self.out.flush()
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset``."""
+        view, fd = memoryview(data), self.out.fileno()
+        while view:
+            done = os.pwrite(fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``."""
+        return os.pread(self.out.fileno(), size, offset)
+
+    def keep(self, ranges: list[tuple[int, int]]) -> None:
+        """Nothing to journal: a failed download leaves no file to resume."""
+
+    def complete(self) -> None:
+        """The file holds the whole blob."""
+        if self.size is not None:
+            self.written = self.size
+
+
+def range_size(size: int, connections: int, threshold: int) -> int:
+    """How many bytes each range request asks for: about four ranges per connection, between
+    :data:`MIN_RANGE` (or a quarter of ``threshold`` per connection, when that is smaller)
+    and :data:`MAX_RANGE`."""
+    smallest = max(64 * 1024, min(MIN_RANGE, threshold // max(1, connections)))
+    return max(smallest, min(MAX_RANGE, -(-size // (connections * 4))))
+
+
+class _Range:
+    """One range to fetch: ``[start, end)``, ``pos`` the next byte not yet written."""
+
+    __slots__ = ("attempts", "end", "pos", "start")
+
+    def __init__(self, start: int, end: int, pos: int | None = None) -> None:
+        self.start, self.end = start, end
+        self.pos = start if pos is None else pos
+        self.attempts = 0
+
+
+def _plan(written: int, held: list[tuple[int, int]], size: int, step: int) -> list[_Range]:
+    """Ranges covering ``[written, size)``: those held (already done), the rest in ``step``s."""
+    out: list[_Range] = []
+    pos = written
+    for start, end in sorted(held):
+        start, end = max(start, pos), min(end, size)
+        if end <= start:
+            continue
+        out.extend(_Range(a, min(a + step, start)) for a in range(pos, start, step))
+        out.append(_Range(start, end, pos=end))
+        pos = end
+    out.extend(_Range(a, min(a + step, size)) for a in range(pos, size, step))
+    return out
+
+
+class _Transfer:
+    """The state one :func:`fetch_ranged` shares between its workers, its hash and its journal
+    threads."""
+
+    def __init__(
+        self, auth: Authenticator, digest: Digest, sink: RangedSink, size: int, hasher: Hasher,
+        plan: list[_Range], *, retry: RetryPolicy, budget: Budget | None,
+        on_bytes: Callable[[int], None] | None, cancelled: threading.Event | None,
+    ) -> None:
+        self.auth, self.digest, self.sink, self.size = auth, digest, sink, size
+        self.hasher, self.ranges, self.retry, self.budget = hasher, plan, retry, budget
+        self.on_bytes, self.cancelled = on_bytes, cancelled
+        self.place = Where(auth.registry, auth.repository, str(digest)).kwargs()
+        self.starts = [r.start for r in plan]
+        self.todo: deque[_Range] = deque(r for r in plan if r.pos < r.end)
+        self.cv = threading.Condition()
+        self.pieces: dict[int, bytes] = {}
+        self.window = 0
+        self.frontier = hasher.size
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+        self.target: str | None = None  # a CDN URL that answered a range
+        self.own = Origin.of(auth.transport.base_url(auth.registry))
+        self.responses: set[BaseHTTPResponse] = set()
+        self.journal: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+
+    # -- requests
+
+    def open(self, start: int, end: int) -> BaseHTTPResponse:
+        """The response to ``Range: bytes=start-(end-1)``: from the CDN target that served the
+        last range while it works, else through the registry (whose redirect may name a new
+        target). Statuses other than 2xx raise."""
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
+        target = self.target
+        if target is not None:
+            try:
+                response = self.auth.transport.request("GET", target, headers=headers)
+            except TankError:
+                self.target = None  # the next try asks the registry again
+                raise
+            if response.status not in _EXPIRED:
+                raise_for_status(response, what="blob", **self.place)
+                return response
+            release(response)
+            self.target = None  # an expired signed URL: the registry gives a fresh one
+        response = self.auth.send(
+            "GET", f"/v2/{self.auth.repository}/blobs/{self.digest}", reference=str(self.digest),
+            headers=headers,
+        )
+        raise_for_status(response, what="blob", **self.place)
+        answered = response.url or ""
+        if "://" in answered and Origin.of(answered) != self.own:
+            self.target = answered
+        return response
+
+    def check_range(self, response: BaseHTTPResponse, start: int, end: int) -> None:
+        """Refuse a ``206`` that is not exactly ``[start, end)`` of a blob of :attr:`size`."""
+        value = response.headers.get("Content-Range", "").strip()
+        match = _CONTENT_RANGE.fullmatch(value)
+        if match is None or (int(match[1]), int(match[2]) + 1) != (start, end):
+            discard(response)
+            raise RegistryError(
+                f"asked for bytes {start}-{end - 1} but the server answered Content-Range "
+                f"{value!r}", status=206, **self.place,
+            )
+        if match[3] != "*" and int(match[3]) != self.size:
+            discard(response)
+            raise SizeMismatch(
+                self.size, int(match[3]), what="blob", digest=self.digest,
+                registry=self.auth.registry, repository=self.auth.repository,
+            )
+
+    # -- workers
+
+    def take(self) -> _Range | None:
+        """The next range to fetch, or ``None`` when none is left or the transfer stopped."""
+        with self.cv:
+            if self.error is not None or not self.todo:
+                return None
+            return self.todo.popleft()
+
+    def work(self, first: tuple[_Range, BaseHTTPResponse] | None = None, *, extra: bool) -> None:
+        """Fetch ranges until none is left; ``first`` is one whose response is open already.
+        An ``extra`` worker holds a slot of the budget (when there is one) for each range."""
+        if first is not None and not self.run(*first):
+            return
+        budget = self.budget if extra else None
+        while True:
+            if budget is not None:
+                while not budget.acquire(0.05):
+                    if self.stopped() or not self.todo:
+                        return
+            try:
+                item = self.take()
+                if item is None or not self.run(item, None):
+                    return
+            finally:
+                if budget is not None:
+                    budget.release()
+
+    def run(self, item: _Range, response: BaseHTTPResponse | None) -> bool:
+        """:meth:`fetch` one range; whether the worker goes on (see :meth:`failed`)."""
+        try:
+            self.fetch(item, response)
+        except BaseException as exc:
+            return self.failed(item, exc)
+        return True
+
+    def fetch(self, item: _Range, response: BaseHTTPResponse | None) -> None:
+        """Fetch the rest of one range into the sink."""
+        if response is None:
+            response = self.open(item.pos, item.end)
+            if response.status != 206:
+                discard(response)
+                self.target = None
+                raise TransportError(
+                    f"{self.auth.registry}/{self.auth.repository}@{self.digest}: asked for a "
+                    f"range, the server answered {response.status} (it answered ranges before)"
+                )
+            self.check_range(response, item.pos, item.end)
+        with self.cv:
+            self.responses.add(response)
+        speed = self.auth.transport.speed_limit
+        monitor = speed.monitor() if speed is not None else None
+        read, write_at, cv, on_bytes = response.read1, self.sink.write_at, self.cv, self.on_bytes
+        try:
+            while item.pos < item.end:
+                if self.stopped():
+                    raise KeyboardInterrupt
+                data = read(min(CHUNK_SIZE, item.end - item.pos), decode_content=False)
+                if not data:
+                    raise TransportError(
+                        f"{self.auth.registry}/{self.auth.repository}@{self.digest}: the range "
+                        f"{item.start}-{item.end - 1} broke off at byte {item.pos}"
+                    )
+                if monitor is not None:
+                    monitor.update(len(data))
+                at = item.pos
+                write_at(at, data)
+                with cv:
+                    item.pos = at + len(data)
+                    if at == self.frontier or self.window + len(data) <= HASH_WINDOW:
+                        self.pieces[at] = data
+                        self.window += len(data)
+                    cv.notify_all()
+                if on_bytes is not None:
+                    on_bytes(len(data))
+            if read(1, decode_content=False):  # never more than the range asked + 1 byte
+                raise RegistryError(
+                    f"the server sent more than the range {item.start}-{item.end - 1} asked",
+                    status=206, **self.place,
+                )
+        except BaseException as exc:
+            discard(response)
+            if isinstance(exc, (TankError, KeyboardInterrupt)):
+                raise
+            raise TransportError(
+                f"{self.auth.registry}/{self.auth.repository}@{self.digest}: the range "
+                f"{item.start}-{item.end - 1} broke off at byte {item.pos}: {exc}"
+            ) from exc
+        finally:
+            with self.cv:
+                self.responses.discard(response)
+        release(response)
+        self.journal.put((item.start, item.end))
+
+    def failed(self, item: _Range, exc: BaseException) -> bool:
+        """Record a range's failure: requeue it after the backoff when another try may cure it
+        (``True``: the worker goes on), else stop the transfer (``False``). A failure after
+        the transfer stopped is that stop's doing, and not recorded."""
+        if self.stopped():
+            return False
+        item.attempts += 1
+        if isinstance(exc, TankError) and is_retryable(exc) and item.attempts < self.retry.attempts:
+            delay = self.retry.delay(item.attempts, exc)
+            if self.cancelled is not None:
+                if self.cancelled.wait(delay):
+                    self.stop(KeyboardInterrupt())
+                    return False
+            else:
+                time.sleep(delay)
+            with self.cv:
+                self.todo.appendleft(item)
+            return True
+        if isinstance(exc, TankError) and item.attempts > 1 and is_retryable(exc):
+            exc.retried = (item.attempts, time.monotonic() - self.started)
+        self.stop(exc)
+        return False
+
+    def stopped(self) -> bool:
+        """Whether the transfer stopped (an error, or ``cancelled``)."""
+        if self.cancelled is not None and self.cancelled.is_set() and self.error is None:
+            self.stop(KeyboardInterrupt())
+        return self.error is not None
+
+    def stop(self, exc: BaseException) -> None:
+        """Stop every worker (their blocked reads return at once); the first error wins."""
+        with self.cv:
+            if self.error is None:
+                self.error = exc
+            responses = list(self.responses)
+            self.cv.notify_all()
+        for response in responses:
+            with contextlib.suppress(Exception):
+                response.shutdown()
+
+    # -- the hash, in order
+
+    def on_disk(self, at: int) -> int:
+        """How far the bytes from ``at`` on are written (``at`` itself when not yet)."""
+        i = bisect.bisect_right(self.starts, at) - 1
+        if i < 0:
+            return at
+        r = self.ranges[i]
+        return r.pos if r.start <= at < r.end else at
+
+    def hash_all(self) -> None:
+        """Hash the blob from the frontier to its end, as the bytes arrive (the hash thread)."""
+        try:
+            while True:
+                with self.cv:
+                    while True:
+                        if self.error is not None or self.frontier >= self.size:
+                            return
+                        piece = self.pieces.pop(self.frontier, None)
+                        if piece is not None:
+                            self.window -= len(piece)
+                            break
+                        upto = self.on_disk(self.frontier)
+                        if upto > self.frontier:
+                            ahead = [k for k in self.pieces if k > self.frontier]
+                            upto = min([upto, *ahead])
+                            break
+                        self.cv.wait()
+                if piece is None:  # written, but not kept in memory: read it back
+                    piece = self.sink.read_at(self.frontier, min(CHUNK_SIZE, upto - self.frontier))
+                    if not piece:
+                        raise TransportError(f"the ingest file ended early at {self.frontier}")
+                self.hasher.update(piece)
+                with self.cv:
+                    self.frontier += len(piece)
+                    self.cv.notify_all()
+        except BaseException as exc:
+            self.stop(exc)
+
+    def journal_all(self) -> None:
+        """Report finished ranges to the sink (durable, journaled), batching what is queued;
+        until ``None`` is queued (the journal thread)."""
+        try:
+            done = False
+            while not done:
+                batch: list[tuple[int, int]] = []
+                item = self.journal.get()
+                while True:
+                    if item is None:
+                        done = True
+                        break
+                    batch.append(item)
+                    try:
+                        item = self.journal.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self.sink.keep(batch)
+        except BaseException as exc:
+            self.stop(exc)
+
+def fetch_ranged(
+    auth: Authenticator,
+    digest: Digest,
+    sink: RangedSink,
+    *,
+    size: int,
+    prefix: Hasher | None = None,
+    connections: int = DEFAULT_CONNECTIONS,
+    threshold: int = DEFAULT_THRESHOLD,
+    budget: Budget | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    on_bytes: Callable[[int], None] | None = None,
+    on_restart: Callable[[int], None] | None = None,
+    cancelled: threading.Event | None = None,
+) -> Hasher:
+    """Fetch blob ``digest`` (``size`` bytes) into ``sink`` as ranges over up to ``connections``
+    connections; return its verified hash (see the module).
+
+    ``prefix`` is the hash of the ``sink.written`` bytes it holds (without it they are
+    discarded), and :meth:`RangedSink.held` names more ranges held beyond them; both are kept,
+    hashed again in order, and only the rest is fetched. When the kept bytes turn out not to
+    belong to the blob, it starts over once from nothing (``on_restart`` is told). The other
+    arguments are :func:`~tank.registry.blobs.fetch_into`'s.
+    """
+    hasher = prefix.copy() if prefix is not None and prefix.size == sink.written else None
+    if hasher is None and not sink.written:
+        hasher = digest.hasher()  # held ranges without a prefix: nothing to discard
+    held = sink.held() if hasher is not None else []
+    if hasher is None and (sink.written or held):
+        if on_restart is not None:
+            on_restart(sink.written)
+        sink.restart()
+    kept = bool(sink.written or held)
+    state = _Transfer(
+        auth, digest, sink, size, hasher or digest.hasher(),
+        _plan(sink.written, held, size, range_size(size, connections, threshold)),
+        retry=retry, budget=budget, on_bytes=on_bytes, cancelled=cancelled,
+    )
+    try:
+        return _run(state, connections, on_restart)
+    except DigestMismatch:
+        if not kept:
+            raise
+    # the bytes an earlier run left were not this blob's: start over once, from nothing
+    if on_restart is not None:
+        on_restart(size)
+    sink.restart()
+    return fetch_ranged(
+        auth, digest, sink, size=size, connections=connections, threshold=threshold,
+        budget=budget, retry=retry, on_bytes=on_bytes, on_restart=on_restart,
+        cancelled=cancelled,
+    )
+
+
+def _probe(state: _Transfer) -> tuple[_Range, BaseHTTPResponse] | BaseHTTPResponse | None:
+    """Open the first missing range, retried per the policy: the range and its ``206``, or the
+    ``200`` of a server that ignores ``Range``, or ``None`` when nothing is missing."""
+    if not state.todo:
+        return None
+    first = state.todo.popleft()
+    while True:
+        if state.cancelled is not None and state.cancelled.is_set():
+            raise KeyboardInterrupt
+        try:
+            response = state.open(first.pos, first.end)
+            if response.status == 206:
+                state.check_range(response, first.pos, first.end)
+                return first, response
+            return response
+        except TankError as exc:
+            first.attempts += 1
+            if not is_retryable(exc) or first.attempts >= state.retry.attempts:
+                if first.attempts > 1 and is_retryable(exc):
+                    exc.retried = (first.attempts, time.monotonic() - state.started)
+                raise
+            delay = state.retry.delay(first.attempts, exc)
+            if state.cancelled is not None:
+                if state.cancelled.wait(delay):
+                    raise KeyboardInterrupt from None
+            else:
+                time.sleep(delay)
+
+
+def _run(
+    state: _Transfer, connections: int, on_restart: Callable[[int], None] | None
+) -> Hasher:
+    """Probe, then fetch every missing range and hash the blob; return the verified hash."""
+    sink = state.sink
+    opened = _probe(state)
+    if opened is not None and not isinstance(opened, tuple):
+        return _single(state, opened, on_restart)
+    sink.begin_ranged()
+    threads = [
+        threading.Thread(target=state.hash_all, name="tank-range-hash", daemon=True),
+        threading.Thread(target=state.journal_all, name="tank-range-journal", daemon=True),
+    ]
+    extra = max(0, min(connections - 1, len(state.todo)))
+    threads += [
+        threading.Thread(target=state.work, kwargs={"extra": True}, name="tank-range",
+                         daemon=True)
+        for _ in range(extra)
+    ]
+    for t in threads:
+        t.start()
+    with aborting(state.cancelled, lambda: state.stop(KeyboardInterrupt())):
+        try:
+            if opened is not None:
+                state.work(opened, extra=False)
+            for t in threads[2:]:
+                t.join()
+            threads[0].join()
+        except BaseException as exc:
+            state.stop(exc)
+            for t in (threads[0], *threads[2:]):
+                t.join()
+            raise
+        finally:
+            _journal_progress(state)
+            threads[1].join()
+    if state.error is not None:
+        raise state.error
+    auth = state.auth
+    if state.frontier != state.size or state.hasher.size != state.size:
+        raise SizeMismatch(
+            state.size, state.hasher.size, what="blob", digest=state.digest,
+            registry=auth.registry, repository=auth.repository,
+        )
+    state.hasher.verify(
+        state.digest, what="blob", registry=auth.registry, repository=auth.repository
+    )
+    sink.complete()
+    return state.hasher
+
+
+def _journal_progress(state: _Transfer) -> None:
+    """Queue what unfinished ranges got (for a resume), then end the journal thread."""
+    with state.cv:
+        partial = [(r.start, r.pos) for r in state.ranges if r.start < r.pos < r.end]
+    for item in partial:
+        state.journal.put(item)
+    state.journal.put(None)
+
+
+def _single(
+    state: _Transfer, response: BaseHTTPResponse, on_restart: Callable[[int], None] | None
+) -> Hasher:
+    """The server answered the probe with the whole blob (``200``): read it as one stream from
+    byte 0, resuming (per :func:`~tank.registry.blobs.fetch_into`) if it breaks off."""
+    sink, auth = state.sink, state.auth
+    held = sink.written + sum(end - start for start, end in sink.held())
+    if held:
+        if on_restart is not None:
+            on_restart(held)
+        sink.restart()
+    stream = BlobStream(
+        response, state.digest, state.digest.hasher(), offset=0, size=state.size,
+        token=auth.token, registry=auth.registry, repository=auth.repository,
+        chunk_size=CHUNK_SIZE, speed_limit=auth.transport.speed_limit,
+    )
+    try:
+        with aborting(state.cancelled, stream.abort):
+            for chunk in stream:
+                if state.cancelled is not None and state.cancelled.is_set():
+                    raise KeyboardInterrupt
+                sink.write(chunk)
+                if state.on_bytes is not None:
+                    state.on_bytes(len(chunk))
+        return stream.hasher
+    except TankError as exc:
+        if not is_retryable(exc) or (state.cancelled is not None and state.cancelled.is_set()):
+            raise
+    finally:
+        stream.close()
+    prefix = stream.hasher if stream.hasher.size == sink.written else None
+    return fetch_into(
+        auth, state.digest, sink, size=state.size, prefix=prefix, retry=state.retry,
+        on_bytes=state.on_bytes, on_restart=on_restart, cancelled=state.cancelled,
+    )
+
+
+__all__ = [
+    "DEFAULT_CONNECTIONS",
+    "DEFAULT_THRESHOLD",
+    "HASH_WINDOW",
+    "Budget",
+    "FileSink",
+    "RangedSink",
+    "fetch_ranged",
+    "range_size",
+]
