@@ -22,6 +22,7 @@ from tank.store.ingest import journal_path, merge_ranges, read_journal
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
+from tank.transport import Transport
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 #: ranges for anything over 256 KiB (16 ranges of 187,500 bytes for the 3 MB layer)
@@ -394,3 +395,28 @@ def test_a_single_stream_after_ranges_keeps_the_prefix(
     (get,) = layer_gets(front.requests, layer.digest)
     assert get.headers.get("range") == "bytes=700000-"
     assert not journal_path(part).exists()
+
+
+def test_a_stalled_range_times_out_and_is_resumed(
+    registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
+) -> None:
+    layer = wide.layers[0]
+    front = make_front(registry.url)
+    step = range_size(layer.size, 4, 256 * 1024)
+    stalled = threading.Event()
+
+    def stall_once(r: Recorded) -> Response | None:
+        if r.headers.get("range", "").startswith(f"bytes={2 * step}-") and not stalled.is_set():
+            stalled.set()  # 100 bytes of the range, then nothing, the connection left open
+            headers = {"Content-Range": f"bytes {2 * step}-{3 * step - 1}/{layer.size}",
+                       "Content-Length": str(step)}
+            return (206, headers, layer.data[2 * step:2 * step + 100])
+        return None
+
+    front.respond = stall_once
+    repo = Client(front.host, transport=Transport(read_timeout=0.3)).repository("library/wide")
+    dest = tmp_path / "layer"
+    repo.with_retry(FAST).download_blob(layer.digest, dest, size=layer.size, connections=4,
+                                        threshold=256 * 1024)
+    assert dest.read_bytes() == layer.data
+    assert (2 * step + 100, 3 * step) in ranges_of(layer_gets(front.requests, layer.digest))
