@@ -24,9 +24,11 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from tank._cancel import Cancel
+from tank._fs import fsync_dir
 from tank.digest import Digest, Hasher
 from tank.errors import CacheMiss, DigestMismatch, InvalidManifest, TankError, UnsupportedManifest
 from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
@@ -119,6 +121,8 @@ class Fetcher:
         self.downloaded = 0
         self.cached = 0
         self._count_lock = threading.Lock()
+        #: folders of blobs committed without fsyncing the folder: fsynced once, at the end
+        self._unsynced: set[Path] = set()
         self.place = Where(ref.registry, ref.repository, ref.fetch_reference)
 
     def emit(self, event: ProgressEvent) -> None:
@@ -251,7 +255,7 @@ class Fetcher:
                 self.emit(ProgressEvent("bytes", desc.digest, desc.size, writer.resumed, what))
             with self._slot():
                 try:
-                    writer.commit(self._download_any(desc, writer, what))
+                    hasher = self._download_any(desc, writer, what)
                 except DigestMismatch:
                     if not writer.resumed:
                         raise
@@ -261,7 +265,10 @@ class Fetcher:
                     ))
                     writer.restart()
                     writer.resumed = 0
-                    writer.commit(self._download_any(desc, writer, what))
+                    hasher = self._download_any(desc, writer, what)
+                path = writer.commit(hasher, sync_dir=False)
+            with self._count_lock:
+                self._unsynced.add(path.parent)
         self._count(downloaded=desc.size)
         self.emit(ProgressEvent("finished", desc.digest, desc.size, what=what))
 
@@ -329,7 +336,19 @@ class Fetcher:
 
     def fetch_all(self, blobs: list[tuple[Descriptor, str]]) -> None:
         """Fetch every blob: up to ``jobs`` large ones and :data:`SMALL_WINDOW` small ones at
-        once, each kind in order of submission; the first error wins."""
+        once, each kind in order of submission; the first error wins.
+
+        Each blob's file is fsynced before it is renamed into ``blobs/``; the folder itself is
+        fsynced once, when every blob is in (or the pull fails), not once per blob."""
+        try:
+            self._fetch_all(blobs)
+        finally:
+            with self._count_lock:
+                folders, self._unsynced = self._unsynced, set()
+            for folder in folders:
+                fsync_dir(folder)
+
+    def _fetch_all(self, blobs: list[tuple[Descriptor, str]]) -> None:
         if not blobs:
             return
         if self.source.repo.token is None and not self.offline:

@@ -354,8 +354,12 @@ class BlobWriter:
             raise _storage_error(exc, self.path, f"writing blob {self.digest}") from exc
         self.written += count
 
-    def commit(self, hasher: Hasher | None = None) -> Path:
+    def commit(self, hasher: Hasher | None = None, *, sync_dir: bool = True) -> Path:
         """Verify, fsync, make read-only and rename into ``blobs/``; return the blob's path.
+
+        With ``sync_dir=False`` the directory is not fsynced after the rename: the caller does
+        it once for many blobs (a pull, when its blobs are all in). The file itself is always
+        fsynced before the rename, so a crash can lose the rename, never leave a partial file.
 
         ``hasher`` is the hash of the bytes as the caller streamed them (the registry client's
         :class:`~tank.registry.BlobStream` hashes them anyway, so the store does not hash
@@ -386,7 +390,8 @@ class BlobWriter:
         except OSError as exc:
             raise _storage_error(exc, self.path, f"committing blob {self.digest}") from exc
         self.committed = True
-        fsync_dir(self._target.parent)
+        if sync_dir:
+            fsync_dir(self._target.parent)
         return self._target
 
     def _open_fd(self) -> int:
