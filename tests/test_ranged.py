@@ -420,3 +420,17 @@ def test_a_stalled_range_times_out_and_is_resumed(
                                         threshold=256 * 1024)
     assert dest.read_bytes() == layer.data
     assert (2 * step + 100, 3 * step) in ranges_of(layer_gets(front.requests, layer.digest))
+
+
+def test_bytes_ahead_of_the_hash_are_read_back_when_the_window_is_full(
+    registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tank.registry.ranged as ranged
+
+    monkeypatch.setattr(ranged, "HASH_WINDOW", 0)  # only bytes at the frontier stay in memory
+    layer = wide.layers[0]
+    front = make_front(registry.url)
+    image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=CHUNKED)
+    assert image.blob_path(layer.digest).read_bytes() == layer.data
+    assert Store(tmp_path).verify() == []

@@ -68,7 +68,7 @@ MAX_RANGE: Final = 32 * 1024 * 1024
 #: the smallest, unless the threshold itself is smaller
 MIN_RANGE: Final = 4 * 1024 * 1024
 #: bytes that arrived ahead of the hash's frontier and are kept in memory for it, per blob
-HASH_WINDOW: Final = 16 * 1024 * 1024
+HASH_WINDOW: Final = 4 * 1024 * 1024
 #: a target that answers one of these was a signed URL that expired: ask the registry again
 _EXPIRED: Final = frozenset({401, 403, 404, 410})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

@@ -34,7 +34,7 @@ JOURNAL_MAGIC: Final = b"tank-ingest-journal 1"
 MAX_JOURNAL: Final = 1024 * 1024
 _NOFOLLOW_CLOEXEC: Final[int] = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OPEN_READ: Final = os.O_RDONLY | _NOFOLLOW_CLOEXEC
-_OPEN_NEW: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW_CLOEXEC
+_OPEN_NEW: Final = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW_CLOEXEC  # ranges read back
 _OPEN_RESUME: Final = os.O_RDWR | _NOFOLLOW_CLOEXEC
 _OPEN_JOURNAL: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | _NOFOLLOW_CLOEXEC
 
