@@ -136,16 +136,14 @@ def main() -> int:
         images["d"] = make_image([_layer("d0", args.size_mb * MB)])
     if "a" in wanted:
         images["a"] = build_images()["a"]
-    commands = {
-        "tank": lambda ref, dest, cache: [tank, "pull", ref, "-o", f"oci:{dest}:v1", "--cache",
-                                          str(cache), "-q"],
-        "tank-1": lambda ref, dest, cache: [tank, "pull", ref, "-o", f"oci:{dest}:v1",
-                                            "--cache", str(cache), "-q",
-                                            "--layer-connections", "1"],
-        "skopeo": lambda ref, dest, cache: ["skopeo", "copy", "--insecure-policy",
-                                            "--src-tls-verify=false", "-q", f"docker://{ref}",
-                                            f"oci:{dest}:v1"],
-    }
+    def command(key: str, ref: str, dest: Path, cache: Path) -> list[str]:
+        if key == "skopeo":
+            return ["skopeo", "copy", "--insecure-policy", "--src-tls-verify=false", "-q",
+                    f"docker://{ref}", f"oci:{dest}:v1"]
+        one = ["--layer-connections", "1"] if key == "tank-1" else []
+        return [tank, "pull", ref, "-o", f"oci:{dest}:v1", "--cache", str(cache), "-q", *one]
+
+    commands = ("tank", "tank-1", "skopeo")
     results: dict[str, dict[str, list[Run]]] = {}
     sizes: dict[str, tuple[int, int, int]] = {}
     with tempfile.TemporaryDirectory(prefix="tank-capped-", dir="/var/tmp") as tmp_s, \
@@ -165,9 +163,9 @@ def main() -> int:
                       f"{args.rate} MB/s per connection", file=sys.stderr)
                 runs: dict[str, list[Run]] = {k: [] for k in commands}
                 for i in range(args.rounds):
-                    for key, command in commands.items():
+                    for key in commands:
                         dest, cache = tmp / f"{key}-{name}-{i}", tmp / f"cache-{key}-{name}-{i}"
-                        runs[key].append(timed(command(ref, dest, cache), tmp / "rss"))
+                        runs[key].append(timed(command(key, ref, dest, cache), tmp / "rss"))
                         shutil.rmtree(dest, ignore_errors=True)
                         shutil.rmtree(cache, ignore_errors=True)
                     print(f"  round {i + 1}: " + ", ".join(
