@@ -254,6 +254,29 @@ def _read_config(
     return doc, ImageConfig.from_json(doc, require_rootfs=False)
 
 
+_OUTPUT_MODULES = {
+    "oci": "tank.outputs.image_layout",
+    "docker-archive": "tank.outputs.archive",
+    "rootfs": "tank.outputs.rootfs",
+}
+
+
+def _import_ahead(plan: _Output) -> None:
+    """Import the output's modules on a thread while the blobs download (the network leaves
+    the interpreter idle then); the output step finds them loaded."""
+    name = _OUTPUT_MODULES.get(plan.kind or "")
+    if name is None:
+        return
+    import contextlib
+    import importlib
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # imported again where it is used, raised there
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="tank-import", daemon=True).start()
+
+
 def _connections(cfg: Config, jobs: int, layer_connections: int | None) -> tuple[int, int]:
     """Connections per large blob, and the pull's connection budget (at least ``jobs``)."""
     connections = layer_connections if layer_connections is not None else (
@@ -347,6 +370,7 @@ def pull(
         cancel=cancel, connections=connections, budget=Budget(budget),
         threshold=cfg.layer_chunk_threshold or DEFAULT_THRESHOLD,
     )
+    _import_ahead(plan)
     resolved = _resolve(fetcher, want, all_platforms)
     blobs = _blobs_of(resolved)
     fetcher.fetch_all(blobs)
