@@ -69,6 +69,9 @@ MAX_RANGE: Final = 32 * 1024 * 1024
 MIN_RANGE: Final = 4 * 1024 * 1024
 #: bytes that arrived ahead of the hash's frontier and are kept in memory for it, per blob
 HASH_WINDOW: Final = 4 * 1024 * 1024
+#: bytes asked of a range's socket per read: less than a single stream's, as a blob's several
+#: connections (and several such blobs) read at once
+READ_SIZE: Final = 256 * 1024
 #: a target that answers one of these was a signed URL that expired: ask the registry again
 _EXPIRED: Final = frozenset({401, 403, 404, 410})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -334,7 +337,7 @@ class _Transfer:
             while item.pos < item.end:
                 if self.stopped():
                     raise KeyboardInterrupt
-                data = read(min(CHUNK_SIZE, item.end - item.pos), decode_content=False)
+                data = read(min(READ_SIZE, item.end - item.pos), decode_content=False)
                 if not data:
                     raise TransportError(
                         f"{self.auth.registry}/{self.auth.repository}@{self.digest}: the range "
