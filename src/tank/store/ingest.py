@@ -14,9 +14,11 @@ the journal only saves downloading, never verifying.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -30,6 +32,9 @@ READ_CHUNK: Final = 1024 * 1024
 BLOB_MODE: Final = 0o444
 #: the first line of a chunk journal (then the digest and the size)
 JOURNAL_MAGIC: Final = b"tank-ingest-journal 1"
+#: a blob written as one stream is fdatasynced on a thread each time this much more arrived, so
+#: its writeback overlaps the download and the commit's fsync finds little left to do
+SYNC_EVERY: Final = 64 * 1024 * 1024
 #: a chunk journal larger than this is not read (it is discarded with its ingest file)
 MAX_JOURNAL: Final = 1024 * 1024
 _NOFOLLOW_CLOEXEC: Final[int] = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -72,6 +77,12 @@ def _hash_file(path: Path, algorithm: str) -> Hasher:
         return _hash_fd(fd, algorithm)
     finally:
         os.close(fd)
+
+
+def _quiet_fdatasync(fd: int) -> None:
+    """Start the writeback of what was written so far (the commit's fsync reports errors)."""
+    with contextlib.suppress(OSError):
+        os.fdatasync(fd)
 
 
 def journal_path(ingest: Path) -> Path:
@@ -199,6 +210,8 @@ class BlobWriter:
         self._journal_fd: int | None = None
         self._held: list[tuple[int, int]] = []
         self._journaled = False  # a journal describes the ingest file (resumed, or begun)
+        self._synced = 0  # bytes of the stream an fdatasync has been started for
+        self._syncing: threading.Thread | None = None
         st = _regular_stat(path)
         fd = None
         ranges: list[tuple[int, int]] | None = []
@@ -250,7 +263,7 @@ class BlobWriter:
         self._drop_journal()
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        self.written = 0
+        self.written = self._synced = 0
         self.prefix_hasher = None
         self._held = []
         self._broken = None
@@ -353,6 +366,21 @@ class BlobWriter:
         except OSError as exc:
             raise _storage_error(exc, self.path, f"writing blob {self.digest}") from exc
         self.written += count
+        if self.written - self._synced >= SYNC_EVERY and not self._sync_running():
+            self._synced = self.written
+            self._syncing = threading.Thread(
+                target=_quiet_fdatasync, args=(fd,), name="tank-writeback", daemon=True
+            )
+            self._syncing.start()
+
+    def _sync_running(self) -> bool:
+        return self._syncing is not None and self._syncing.is_alive()
+
+    def _settle(self) -> None:
+        """Wait for the writeback started in the background (before the descriptor closes)."""
+        if self._syncing is not None:
+            self._syncing.join()
+            self._syncing = None
 
     def commit(self, hasher: Hasher | None = None, *, sync_dir: bool = True) -> Path:
         """Verify, fsync, make read-only and rename into ``blobs/``; return the blob's path.
@@ -382,6 +410,7 @@ class BlobWriter:
             )
         hasher.verify(self.digest, what="blob")
         try:
+            self._settle()
             os.fsync(fd)
             self._drop_journal()  # before the rename: a crash now leaves a whole ingest file
             os.fchmod(fd, BLOB_MODE)
@@ -401,6 +430,7 @@ class BlobWriter:
         return self._fd
 
     def _close(self) -> None:
+        self._settle()
         if self._journal_fd is not None:
             jfd, self._journal_fd = self._journal_fd, None
             os.close(jfd)
