@@ -54,7 +54,7 @@ def mode_env(chunked: bool, tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     if chunked:
         config = tmp_path / "chunked.toml"
-        config.write_text('layer-chunk-threshold = "256KiB"\n')
+        config.write_text('layer-chunk-threshold = "256KiB"\nlayer-fast-rate = 0\n')
         env["TANK_CONFIG"] = str(config)
     return env
 

@@ -25,8 +25,9 @@ from tank.testing.registry import LocalRegistry
 from tank.transport import Transport
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
-#: ranges for anything over 256 KiB (16 ranges of 187,500 bytes for the 3 MB layer)
-CHUNKED = Config(layer_chunk_threshold=256 * 1024)
+#: ranges for anything over 256 KiB (16 ranges of 187,500 bytes for the 3 MB layer), split over
+#: several connections however fast the first range came (loopback is fast)
+CHUNKED = Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=0)
 SIZE = 3_000_000
 
 
@@ -80,6 +81,33 @@ def test_a_large_blob_comes_as_ranges_over_several_connections(
     )
     assert list((tmp_path / "ingest").iterdir()) == []
     assert Store(tmp_path).verify() == []
+
+
+def test_a_fast_first_range_keeps_the_blob_on_one_connection(
+    registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
+) -> None:
+    layer = wide.layers[0]
+    front = make_front(registry.url)
+    fast = Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=1)  # 1 byte/s: always fast
+    image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=fast)
+    assert image.blob_path(layer.digest).read_bytes() == layer.data
+    gets = layer_gets(front.requests, layer.digest)
+    assert merge_ranges(ranges_of(gets)) == [(0, layer.size)]
+    assert len({r.connection_id for r in gets}) == 1  # in ranges, one after the other
+
+
+def test_a_slow_first_range_opens_the_other_connections(
+    registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
+) -> None:
+    """The default rate: a connection capped at 4 MB/s (as a CDN caps) is slow, so it splits."""
+    layer = wide.layers[0]
+    front = make_front(registry.url)
+    front.rate = 4_000_000
+    image = pull(f"{front.host}/library/wide:v1", cache=tmp_path,
+                 config=Config(layer_chunk_threshold=256 * 1024))
+    assert image.blob_path(layer.digest).read_bytes() == layer.data
+    gets = layer_gets(front.requests, layer.digest)
+    assert len({r.connection_id for r in gets}) > 1
 
 
 def test_one_connection_per_blob_is_one_plain_stream(
@@ -248,7 +276,7 @@ def test_download_blob_over_several_connections(
     repo = Client(front.host).repository("library/wide")
     dest = tmp_path / "layer.tgz"
     n = repo.download_blob(layer.digest, dest, size=layer.size, connections=3,
-                           threshold=256 * 1024)
+                           threshold=256 * 1024, fast=0)
     assert n == layer.size
     assert dest.read_bytes() == layer.data
     assert len(layer_gets(front.requests, layer.digest)) > 3
@@ -267,7 +295,7 @@ def test_a_connection_budget_of_one_is_one_connection_at_a_time(
     with store.writer(layer.digest, layer.size) as w:
         assert w is not None
         hasher = repo.fetch_blob(layer.digest, w, size=layer.size, connections=4,
-                                 threshold=256 * 1024, budget=budget)
+                                 threshold=256 * 1024, budget=budget, fast=0)
         w.commit(hasher)
     assert len({r.connection_id for r in layer_gets(front.requests, layer.digest)}) == 1
 
@@ -417,7 +445,7 @@ def test_a_stalled_range_times_out_and_is_resumed(
     repo = Client(front.host, transport=Transport(read_timeout=0.3)).repository("library/wide")
     dest = tmp_path / "layer"
     repo.with_retry(FAST).download_blob(layer.digest, dest, size=layer.size, connections=4,
-                                        threshold=256 * 1024)
+                                        threshold=256 * 1024, fast=0)
     assert dest.read_bytes() == layer.data
     assert (2 * step + 100, 3 * step) in ranges_of(layer_gets(front.requests, layer.digest))
 

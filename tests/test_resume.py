@@ -30,12 +30,12 @@ FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 #: every fault test runs twice: blobs as one stream, and large ones as ranges over several
 #: connections (anything over 256 KiB: the 3 MB layer comes as 16 ranges)
 MODES = pytest.mark.parametrize("chunked", [False, True], ids=["one-stream", "ranges"])
-CHUNKED_TOML = 'layer-chunk-threshold = "256KiB"\n'
+CHUNKED_TOML = 'layer-chunk-threshold = "256KiB"\nlayer-fast-rate = 0\n'
 
 
 def mode(chunked: bool) -> Config | None:
     """The config of a mode, for an in-process pull (``None``: the default files, none here)."""
-    return Config(layer_chunk_threshold=256 * 1024) if chunked else None
+    return Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=0) if chunked else None
 
 
 def mode_env(chunked: bool, tmp_path: Path) -> dict[str, str]:

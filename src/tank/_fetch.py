@@ -35,7 +35,8 @@ from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
 from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.reference import DEFAULT_TAG, Reference
 from tank.registry import Repository
-from tank.registry.ranged import DEFAULT_THRESHOLD, Budget
+from tank.registry.ranged import DEFAULT_FAST_RATE, DEFAULT_THRESHOLD
+from tank.registry.rangeio import Budget
 from tank.retry import RetryPolicy
 from tank.store import BlobWriter, Store
 
@@ -100,6 +101,7 @@ class Fetcher:
         connections: int = 1,
         threshold: int = DEFAULT_THRESHOLD,
         budget: Budget | None = None,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> None:
         self.ref = ref
         self.store = store
@@ -114,6 +116,7 @@ class Fetcher:
         self.connections = connections
         self.threshold = threshold
         self.budget = budget
+        self.fast = fast
         self.progress = progress
         #: set (by Ctrl-C, a failed worker or the caller's ``cancel``): downloads stop at their
         #: next chunk with KeyboardInterrupt, keeping their ingest files for a resume
@@ -303,7 +306,7 @@ class Fetcher:
             on_bytes=lambda n: emit(ProgressEvent("bytes", digest, size, n, what)),
             on_restart=lambda n: emit(ProgressEvent("restarted", digest, size, n, what)),
             cancelled=self.cancelled, connections=self.connections, threshold=self.threshold,
-            budget=self.budget,
+            budget=self.budget, fast=self.fast,
         )
 
     @contextlib.contextmanager

@@ -38,7 +38,8 @@ from tank.platform import Platform, host_platform
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
 from tank.registry import Client
-from tank.registry.ranged import DEFAULT_CONNECTIONS, DEFAULT_THRESHOLD, Budget
+from tank.registry.ranged import DEFAULT_CONNECTIONS, DEFAULT_FAST_RATE, DEFAULT_THRESHOLD
+from tank.registry.rangeio import Budget
 from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.store import Store
 from tank.transport import Transport
@@ -277,14 +278,22 @@ def _import_ahead(plan: _Output) -> None:
     threading.Thread(target=load, name="tank-import", daemon=True).start()
 
 
-def _connections(cfg: Config, jobs: int, layer_connections: int | None) -> tuple[int, int]:
-    """Connections per large blob, and the pull's connection budget (at least ``jobs``)."""
+def _connections(
+    cfg: Config, jobs: int, layer_connections: int | None
+) -> tuple[int, dict[str, Any]]:
+    """The pull's connection budget (at least ``jobs``), and the :class:`Fetcher`'s keywords
+    about connections: per large blob, from what size, and when not to split."""
     connections = layer_connections if layer_connections is not None else (
         cfg.layer_connections or DEFAULT_CONNECTIONS
     )
     if connections < 1:
         raise ValueError("layer_connections must be at least 1")
-    return connections, max(jobs, cfg.max_connections or MAX_CONNECTIONS)
+    budget = max(jobs, cfg.max_connections or MAX_CONNECTIONS)
+    return budget, {
+        "connections": connections, "budget": Budget(budget),
+        "threshold": cfg.layer_chunk_threshold or DEFAULT_THRESHOLD,
+        "fast": DEFAULT_FAST_RATE if cfg.layer_fast_rate is None else cfg.layer_fast_rate,
+    }
 
 
 def pull(
@@ -358,7 +367,7 @@ def pull(
     platform = platform if platform is not None else cfg.platform
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
-    connections, budget = _connections(cfg, jobs, layer_connections)
+    budget, transfer = _connections(cfg, jobs, layer_connections)
     plan = _plan_output(output, all_platforms)
     want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
@@ -367,8 +376,7 @@ def pull(
     fetcher = Fetcher(
         reference, store, _sources(reference, endpoints, credentials, t, policy),
         retry=policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
-        cancel=cancel, connections=connections, budget=Budget(budget),
-        threshold=cfg.layer_chunk_threshold or DEFAULT_THRESHOLD,
+        cancel=cancel, **transfer,
     )
     _import_ahead(plan)
     resolved = _resolve(fetcher, want, all_platforms)

@@ -10,6 +10,7 @@ Two files, both optional:
       layer-connections = 4                    # per large blob; default for --layer-connections
       layer-chunk-threshold = "64MiB"          # blobs this large come as ranges (bytes or units)
       max-connections = 16                     # connections one pull holds at once, at most
+      layer-fast-rate = "200MB"                # a first range this fast (per s) is not split
       ca-file = "/etc/ssl/company-ca.pem"      # trusted for every registry, like --ca-file
       insecure-registries = ["registry.lan:5000"]   # plain HTTP or unverified TLS
 
@@ -149,6 +150,8 @@ class Config:
         ``layer_connections`` connections (``layer-chunk-threshold``).
     :ivar max_connections: the connections one pull holds at once, at most
         (``max-connections``).
+    :ivar layer_fast_rate: bytes per second: a large blob whose first range arrives at least
+        this fast stays on one connection (``layer-fast-rate``; ``0``: always split).
     :ivar ca_file: a PEM bundle trusted for every registry.
     :ivar insecure_registries: ``host[:port]`` names allowed plain HTTP or unverified TLS.
     :ivar mirrors: tank's ``[mirrors]``, one rule per key.
@@ -162,6 +165,7 @@ class Config:
     layer_connections: int | None = None
     layer_chunk_threshold: int | None = None
     max_connections: int | None = None
+    layer_fast_rate: int | None = None
     insecure_registries: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     mirrors: tuple[RegistryRule, ...] = ()
@@ -426,7 +430,9 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     return out
 
 
-_TRANSFER_KEYS: Final = ("layer-connections", "layer-chunk-threshold", "max-connections")
+_TRANSFER_KEYS: Final = (
+    "layer-connections", "layer-chunk-threshold", "max-connections", "layer-fast-rate",
+)
 _UNITS: Final = {
     "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
     "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
@@ -449,7 +455,8 @@ def parse_size(value: Any, where: str) -> int:
 
 
 def _parse_transfer(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``layer-connections``, ``layer-chunk-threshold`` and ``max-connections``."""
+    """``layer-connections``, ``layer-chunk-threshold``, ``max-connections`` and
+    ``layer-fast-rate``."""
     out: dict[str, Any] = {}
     for key, field_name, top in (
         ("layer-connections", "layer_connections", 16),
@@ -468,6 +475,8 @@ def _parse_transfer(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
                 "least 64KiB"
             )
         out["layer_chunk_threshold"] = size
+    if "layer-fast-rate" in doc:
+        out["layer_fast_rate"] = parse_size(doc["layer-fast-rate"], f"{where}: layer-fast-rate")
     return out
 
 

@@ -28,6 +28,9 @@ Invariants:
   ingest file, then appends to a small fsynced journal beside it); a later run is given them back
   (:meth:`RangedSink.held`), re-hashes them, and fetches only the rest. A range that breaks off is
   resumed from its last byte, per the :class:`~tank.retry.RetryPolicy`.
+- **Only when it helps.** The other connections open only when the first range arrives slower
+  than ``fast`` bytes per second (timed over its first :data:`DECIDE_BYTES`, or all of it): a
+  link that is not capped keeps the blob on one connection, in ranges.
 - **Bounded.** Connections beyond the first take a slot of the pull's ``budget`` (a semaphore
   shared by every blob) for each range, so a pull never opens more than its connection budget.
 """
@@ -36,20 +39,20 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import os
 import queue
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from tank._cancel import aborting
 from tank.digest import Digest, Hasher
 from tank.errors import DigestMismatch, RegistryError, SizeMismatch, TankError, TransportError
 from tank.image import Where
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into
+from tank.registry.rangeio import Budget, FileSink
 from tank.responses import raise_for_status
 from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from tank.transport import Origin, discard, release
@@ -69,6 +72,12 @@ MAX_RANGE: Final = 32 * 1024 * 1024
 MIN_RANGE: Final = 4 * 1024 * 1024
 #: bytes that arrived ahead of the hash's frontier and are kept in memory for it, per blob
 HASH_WINDOW: Final = 4 * 1024 * 1024
+#: a first range that arrives at least this fast (bytes per second) keeps the blob on its one
+#: connection: the link is not capped where splitting would help, and more connections would only
+#: cost CPU and memory (a setting: ``layer-fast-rate``; 0 splits always)
+DEFAULT_FAST_RATE: Final = 200_000_000
+#: how much of the first range is timed before deciding whether to open more connections
+DECIDE_BYTES: Final = 4 * 1024 * 1024
 #: bytes asked of a range's socket per read: less than a single stream's, as a blob's several
 #: connections (and several such blobs) read at once
 READ_SIZE: Final = 256 * 1024
@@ -103,75 +112,6 @@ class RangedSink(BlobSink, Protocol):
 
     def complete(self) -> None:
         """Every byte of the blob is written and verified."""
-
-
-class Budget:
-    """The connections a whole pull may hold at once: a counting semaphore of ``total`` slots.
-
-    Each blob download holds one slot while it runs; a blob fetched as ranges takes one more
-    for each range its other connections fetch, when one is free.
-    """
-
-    def __init__(self, total: int) -> None:
-        if total < 1:
-            raise ValueError("a connection budget needs at least one connection")
-        self.total = total
-        self._sem = threading.Semaphore(total)
-
-    def acquire(self, timeout: float | None = None) -> bool:
-        """Take a slot, waiting at most ``timeout`` seconds (``None``: until one is free);
-        whether one was taken."""
-        return self._sem.acquire(timeout=timeout)
-
-    def release(self) -> None:
-        """Give a slot back."""
-        self._sem.release()
-
-
-class FileSink:
-    """A :class:`RangedSink` over an open, readable file (:meth:`tank.Repository.download_blob`'s
-    temporary file): ranges are written at their offsets; nothing is journaled."""
-
-    def __init__(self, out: BinaryIO, size: int | None) -> None:
-        self.out, self.size, self.written = out, size, 0
-
-    def write(self, data: bytes) -> None:
-        """Append ``data``."""
-        self.out.write(data)
-        self.written += len(data)
-
-    def restart(self) -> None:
-        """Discard everything written."""
-        self.out.seek(0)
-        self.out.truncate()
-        self.written = 0
-
-    def held(self) -> list[tuple[int, int]]:
-        """Nothing is held from an earlier run."""
-        return []
-
-    def begin_ranged(self) -> None:
-        """Flush what was appended before the first write at an offset."""
-        self.out.flush()
-
-    def write_at(self, offset: int, data: bytes) -> None:
-        """Write ``data`` at ``offset``."""
-        view, fd = memoryview(data), self.out.fileno()
-        while view:
-            done = os.pwrite(fd, view, offset)
-            view, offset = view[done:], offset + done
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes at ``offset``."""
-        return os.pread(self.out.fileno(), size, offset)
-
-    def keep(self, ranges: list[tuple[int, int]]) -> None:
-        """Nothing to journal: a failed download leaves no file to resume."""
-
-    def complete(self) -> None:
-        """The file holds the whole blob."""
-        if self.size is not None:
-            self.written = self.size
 
 
 def range_size(size: int, connections: int, threshold: int) -> int:
@@ -216,6 +156,7 @@ class _Transfer:
         self, auth: Authenticator, digest: Digest, sink: RangedSink, size: int, hasher: Hasher,
         plan: list[_Range], *, retry: RetryPolicy, budget: Budget | None,
         on_bytes: Callable[[int], None] | None, cancelled: threading.Event | None,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> None:
         self.auth, self.digest, self.sink, self.size = auth, digest, sink, size
         self.hasher, self.ranges, self.retry, self.budget = hasher, plan, retry, budget
@@ -233,6 +174,11 @@ class _Transfer:
         self.own = Origin.of(auth.transport.base_url(auth.registry))
         self.responses: set[BaseHTTPResponse] = set()
         self.journal: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self.fast = fast
+        #: the first range while it is timed: (the range, its first byte asked, when it was)
+        self.probe: tuple[_Range, int, float] | None = None
+        #: opens the other connections (set by the caller; called at most once)
+        self.spawn: Callable[[], None] | None = None
 
     # -- requests
 
@@ -355,6 +301,11 @@ class _Transfer:
                     cv.notify_all()
                 if on_bytes is not None:
                     on_bytes(len(data))
+                probe = self.probe
+                if probe is not None and probe[0] is item and (
+                    item.pos - probe[1] >= DECIDE_BYTES or item.pos == item.end
+                ):
+                    self.decide(item.pos - probe[1], time.monotonic() - probe[2])
             if read(1, decode_content=False):  # never more than the range asked + 1 byte
                 raise RegistryError(
                     f"the server sent more than the range {item.start}-{item.end - 1} asked",
@@ -374,12 +325,24 @@ class _Transfer:
         release(response)
         self.journal.put((item.start, item.end))
 
+    def decide(self, amount: int, seconds: float) -> None:
+        """The first range brought ``amount`` bytes in ``seconds``: open the other connections
+        unless that is at least :attr:`fast` bytes per second."""
+        self.probe = None
+        if self.fast > 0 and amount >= self.fast * max(seconds, 1e-9):
+            return
+        spawn, self.spawn = self.spawn, None
+        if spawn is not None:
+            spawn()
+
     def failed(self, item: _Range, exc: BaseException) -> bool:
         """Record a range's failure: requeue it after the backoff when another try may cure it
         (``True``: the worker goes on), else stop the transfer (``False``). A failure after
         the transfer stopped is that stop's doing, and not recorded."""
         if self.stopped():
             return False
+        if self.probe is not None and self.probe[0] is item:
+            self.decide(0, 1.0)  # the first range failed: a troubled link, use them all
         item.attempts += 1
         if isinstance(exc, TankError) and is_retryable(exc) and item.attempts < self.retry.attempts:
             delay = self.retry.delay(item.attempts, exc)
@@ -489,6 +452,7 @@ def fetch_ranged(
     on_bytes: Callable[[int], None] | None = None,
     on_restart: Callable[[int], None] | None = None,
     cancelled: threading.Event | None = None,
+    fast: float = DEFAULT_FAST_RATE,
 ) -> Hasher:
     """Fetch blob ``digest`` (``size`` bytes) into ``sink`` as ranges over up to ``connections``
     connections; return its verified hash (see the module).
@@ -497,7 +461,8 @@ def fetch_ranged(
     discarded), and :meth:`RangedSink.held` names more ranges held beyond them; both are kept,
     hashed again in order, and only the rest is fetched. When the kept bytes turn out not to
     belong to the blob, it starts over once from nothing (``on_restart`` is told). The other
-    arguments are :func:`~tank.registry.blobs.fetch_into`'s.
+    arguments are :func:`~tank.registry.blobs.fetch_into`'s; ``fast`` is the rate (bytes per
+    second) of a first range that keeps the blob on one connection (``0``: always split).
     """
     hasher = prefix.copy() if prefix is not None and prefix.size == sink.written else None
     if hasher is None and not sink.written:
@@ -511,7 +476,7 @@ def fetch_ranged(
     state = _Transfer(
         auth, digest, sink, size, hasher or digest.hasher(),
         _plan(sink.written, held, size, range_size(size, connections, threshold)),
-        retry=retry, budget=budget, on_bytes=on_bytes, cancelled=cancelled,
+        retry=retry, budget=budget, on_bytes=on_bytes, cancelled=cancelled, fast=fast,
     )
     try:
         return _run(state, connections, on_restart)
@@ -525,7 +490,7 @@ def fetch_ranged(
     return fetch_ranged(
         auth, digest, sink, size=size, connections=connections, threshold=threshold,
         budget=budget, retry=retry, on_bytes=on_bytes, on_restart=on_restart,
-        cancelled=cancelled,
+        cancelled=cancelled, fast=fast,
     )
 
 
@@ -539,6 +504,7 @@ def _probe(state: _Transfer) -> tuple[_Range, BaseHTTPResponse] | BaseHTTPRespon
         if state.cancelled is not None and state.cancelled.is_set():
             raise KeyboardInterrupt
         try:
+            state.probe = (first, first.pos, time.monotonic())
             response = state.open(first.pos, first.end)
             if response.status == 206:
                 state.check_range(response, first.pos, first.end)
@@ -571,23 +537,30 @@ def _run(
         threading.Thread(target=state.hash_all, name="tank-range-hash", daemon=True),
         threading.Thread(target=state.journal_all, name="tank-range-journal", daemon=True),
     ]
-    extra = max(0, min(connections - 1, len(state.todo)))
-    threads += [
-        threading.Thread(target=state.work, kwargs={"extra": True}, name="tank-range",
-                         daemon=True)
-        for _ in range(extra)
-    ]
+
+    def spawn() -> None:  # from the first range's worker, once it is timed
+        for _ in range(max(0, min(connections - 1, len(state.todo)))):
+            t = threading.Thread(target=state.work, kwargs={"extra": True}, name="tank-range",
+                                 daemon=True)
+            threads.append(t)
+            t.start()
+
+    state.spawn = spawn
+    if opened is None:
+        state.probe = None
     for t in threads:
         t.start()
     with aborting(state.cancelled, lambda: state.stop(KeyboardInterrupt())):
         try:
             if opened is not None:
                 state.work(opened, extra=False)
+            state.spawn = None
             for t in threads[2:]:
                 t.join()
             threads[0].join()
         except BaseException as exc:
             state.stop(exc)
+            state.spawn = None
             for t in (threads[0], *threads[2:]):
                 t.join()
             raise
@@ -657,6 +630,7 @@ def _single(
 
 __all__ = [
     "DEFAULT_CONNECTIONS",
+    "DEFAULT_FAST_RATE",
     "DEFAULT_THRESHOLD",
     "HASH_WINDOW",
     "Budget",

@@ -29,7 +29,8 @@ from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into, open_stream
 from tank.registry.manifests import ManifestHead, ManifestInfo, get_manifest, head_manifest
 from tank.registry.names import manifest_reference
-from tank.registry.ranged import DEFAULT_THRESHOLD, Budget, FileSink, RangedSink, fetch_ranged
+from tank.registry.ranged import DEFAULT_FAST_RATE, DEFAULT_THRESHOLD, RangedSink, fetch_ranged
+from tank.registry.rangeio import Budget, FileSink
 from tank.registry.taglist import MAX_TAG_PAGES, MAX_TAGS, get_tag_page, same_origin_path
 from tank.retry import RetryPolicy, call
 
@@ -200,6 +201,7 @@ class Repository:
         connections: int = 1,
         threshold: int = DEFAULT_THRESHOLD,
         budget: Budget | None = None,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> Hasher:
         """Stream a blob into ``sink``, resuming where it breaks off; return its verified hash.
 
@@ -211,7 +213,8 @@ class Repository:
         given) whose ``sink`` takes writes at offsets (a
         :class:`~tank.registry.ranged.RangedSink`, such as the cache's writer) is fetched as
         byte ranges over that many connections at once, within ``budget``
-        (:func:`tank.registry.ranged.fetch_ranged`); a server that ignores ``Range`` gets one
+        (:func:`tank.registry.ranged.fetch_ranged`), unless its first range arrives at ``fast``
+        bytes per second or more (``0``: always); a server that ignores ``Range`` gets one
         plain stream.
         """
         want = Digest.parse(digest)
@@ -222,7 +225,7 @@ class Repository:
             return fetch_ranged(
                 self._auth, want, cast("RangedSink", sink), size=size, prefix=prefix,
                 connections=connections, threshold=threshold, budget=budget, retry=self.retry,
-                on_bytes=on_bytes, on_restart=on_restart, cancelled=cancelled,
+                on_bytes=on_bytes, on_restart=on_restart, cancelled=cancelled, fast=fast,
             )
         return fetch_into(
             self._auth, want, sink, size=size, prefix=prefix, retry=self.retry,
@@ -239,6 +242,7 @@ class Repository:
         cancelled: threading.Event | None = None,
         connections: int = 1,
         threshold: int = DEFAULT_THRESHOLD,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> int:
         """Stream a blob into the file ``dest``; return its size.
 
@@ -254,7 +258,7 @@ class Repository:
             sink = FileSink(out, size)
             self.fetch_blob(
                 digest, sink, size=size, cancelled=cancelled, connections=connections,
-                threshold=threshold,
+                threshold=threshold, fast=fast,
             )
         return sink.written
 
