@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from support.ranges import fetched
 from tank._cancel import Cancel
 from tank._pull import ProgressEvent, pull
 from tank.config import Config
@@ -45,12 +46,13 @@ def layer_gets(requests: list[Recorded], digest: str) -> list[Recorded]:
     return [r for r in requests if r.method == "GET" and r.path.split("?")[0].endswith(digest)]
 
 
-def ranges_of(gets: list[Recorded]) -> list[tuple[int, int]]:
+def ranges_of(gets: list[Recorded], size: int = SIZE + 10_000) -> list[tuple[int, int]]:
+    """The byte ranges asked (``bytes=a-`` runs to ``size``)."""
     out = []
     for r in gets:
-        m = re.fullmatch(r"bytes=(\d+)-(\d+)", r.headers.get("range", ""))
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", r.headers.get("range", ""))
         assert m, r.headers
-        out.append((int(m[1]), int(m[2]) + 1))
+        out.append((int(m[1]), int(m[2]) + 1 if m[2] else size))
     return out
 
 
@@ -72,9 +74,10 @@ def test_a_large_blob_comes_as_ranges_over_several_connections(
                  layer_connections=4, progress=events.append)
     assert image.blob_path(layer.digest).read_bytes() == layer.data
     gets = layer_gets(front.requests, layer.digest)
-    covered = merge_ranges(ranges_of(gets))
-    assert covered == [(0, layer.size)]  # every byte asked once
-    assert sum(e - s for s, e in ranges_of(gets)) == layer.size
+    spans = ranges_of(gets, layer.size)
+    assert spans[0] == (0, layer.size)  # the first range is asked to the end, read in part
+    assert merge_ranges(spans) == [(0, layer.size)]
+    assert fetched(spans) == layer.size  # every byte fetched once
     assert len({r.connection_id for r in gets}) > 1  # over several connections
     assert sum(e.amount for e in events if e.kind == "bytes" and e.digest == layer.digest) == (
         layer.size
@@ -92,8 +95,8 @@ def test_a_fast_first_range_keeps_the_blob_on_one_connection(
     image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=fast)
     assert image.blob_path(layer.digest).read_bytes() == layer.data
     gets = layer_gets(front.requests, layer.digest)
-    assert merge_ranges(ranges_of(gets)) == [(0, layer.size)]
-    assert len({r.connection_id for r in gets}) == 1  # in ranges, one after the other
+    # the first range is asked to the end: timed fast, it is read on as one plain stream
+    assert [r.headers["range"] for r in gets] == [f"bytes=0-{layer.size - 1}"]
 
 
 def test_a_slow_first_range_opens_the_other_connections(
@@ -108,6 +111,29 @@ def test_a_slow_first_range_opens_the_other_connections(
     assert image.blob_path(layer.digest).read_bytes() == layer.data
     gets = layer_gets(front.requests, layer.digest)
     assert len({r.connection_id for r in gets}) > 1
+
+
+def test_a_fast_resume_keeps_what_it_holds_in_as_few_ranges_as_possible(
+    registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
+) -> None:
+    layer = wide.layers[0]
+    d = Digest.parse(layer.digest)
+    ingest = tmp_path / "ingest"
+    ingest.mkdir(parents=True)
+    part = ingest / f"sha256-{d.hex}.part"
+    with part.open("wb") as f:
+        f.seek(2_000_000)
+        f.write(layer.data[2_000_000:2_100_000])
+    journal_path(part).write_text(
+        f"tank-ingest-journal 1 {d} {layer.size}\n2000000 2100000\n"
+    )
+    front = make_front(registry.url)
+    fast = Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=1)
+    image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=fast)
+    assert image.blob_path(layer.digest).read_bytes() == layer.data
+    asked = ranges_of(layer_gets(front.requests, layer.digest), layer.size)
+    step = range_size(layer.size, 4, 256 * 1024)
+    assert asked == [(0, step), (step, 2_000_000), (2_100_000, layer.size)]
 
 
 def test_one_connection_per_blob_is_one_plain_stream(
@@ -297,7 +323,9 @@ def test_a_connection_budget_of_one_is_one_connection_at_a_time(
         hasher = repo.fetch_blob(layer.digest, w, size=layer.size, connections=4,
                                  threshold=256 * 1024, budget=budget, fast=0)
         w.commit(hasher)
-    assert len({r.connection_id for r in layer_gets(front.requests, layer.digest)}) == 1
+    # one connection at a time: the first (asked to the end, closed after its range), then
+    # one more for every other range in turn
+    assert len({r.connection_id for r in layer_gets(front.requests, layer.digest)}) == 2
 
 
 # -- the journal and resuming -----------------------------------------------------------------
@@ -326,10 +354,10 @@ def test_an_interrupted_ranged_download_resumes_from_its_journal(
     image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=CHUNKED,
                  progress=events.append)
     assert image.blob_path(layer.digest).read_bytes() == layer.data
-    asked = ranges_of(layer_gets(front.requests, layer.digest))
+    asked = ranges_of(layer_gets(front.requests, layer.digest), layer.size)
     for a, b in asked:  # nothing journaled is fetched again
         assert all(b <= s or a >= e for s, e in kept), (a, b, kept)
-    assert sum(b - a for a, b in asked) == layer.size - have
+    assert fetched(asked) == layer.size - have
     resumed = [e.amount for e in events if e.kind == "bytes" and e.digest == layer.digest]
     assert resumed[0] == have  # the head start, reported first
     assert not part.exists()

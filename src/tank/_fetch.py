@@ -299,11 +299,17 @@ class Fetcher:
     ) -> Hasher:
         """Stream ``desc`` into ``writer`` from where it stands (see
         :meth:`tank.Repository.fetch_blob`); return the hash of all of it."""
-        digest, size, emit = desc.digest, desc.size, self.emit
+        digest, size, emit, budget = desc.digest, desc.size, self.emit, self.budget
+
+        def on_bytes(n: int) -> None:
+            if budget is not None:
+                budget.count(n)
+            emit(ProgressEvent("bytes", digest, size, n, what))
+
         return src.repo.with_retry(policy).fetch_blob(
             digest, writer, size=size,
             prefix=writer.prefix_hasher if writer.written else None,
-            on_bytes=lambda n: emit(ProgressEvent("bytes", digest, size, n, what)),
+            on_bytes=on_bytes,
             on_restart=lambda n: emit(ProgressEvent("restarted", digest, size, n, what)),
             cancelled=self.cancelled, connections=self.connections, threshold=self.threshold,
             budget=self.budget, fast=self.fast,

@@ -29,8 +29,11 @@ Invariants:
   (:meth:`RangedSink.held`), re-hashes them, and fetches only the rest. A range that breaks off is
   resumed from its last byte, per the :class:`~tank.retry.RetryPolicy`.
 - **Only when it helps.** The other connections open only when the first range arrives slower
-  than ``fast`` bytes per second (timed over its first :data:`DECIDE_BYTES`, or all of it): a
-  link that is not capped keeps the blob on one connection, in ranges.
+  than ``fast`` bytes per second (timed over its first :data:`DECIDE_BYTES`, or all of it), and
+  the whole pull too (the budget meters it): on a link that no cap holds back, or in a pull bound
+  by the CPU, the rest of the blob comes after the first range as one plain stream
+  (:func:`~tank.registry.blobs.fetch_into`, the cheapest path), or, when an earlier run left
+  ranges to keep, in as few ranges as possible over the one connection.
 - **Bounded.** Connections beyond the first take a slot of the pull's ``budget`` (a semaphore
   shared by every blob) for each range, so a pull never opens more than its connection budget.
 """
@@ -52,7 +55,13 @@ from tank.digest import Digest, Hasher
 from tank.errors import DigestMismatch, RegistryError, SizeMismatch, TankError, TransportError
 from tank.image import Where
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into
-from tank.registry.rangeio import Budget, FileSink
+from tank.registry.rangeio import (
+    Budget,
+    FileSink,
+    Range,
+    plan_ranges,
+    range_size,
+)
 from tank.responses import raise_for_status
 from tank.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from tank.transport import Origin, discard, release
@@ -66,10 +75,6 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLD: Final = 64 * 1024 * 1024
 #: connections per large blob by default (a setting)
 DEFAULT_CONNECTIONS: Final = 4
-#: the largest range one request asks for
-MAX_RANGE: Final = 32 * 1024 * 1024
-#: the smallest, unless the threshold itself is smaller
-MIN_RANGE: Final = 4 * 1024 * 1024
 #: bytes that arrived ahead of the hash's frontier and are kept in memory for it, per blob
 HASH_WINDOW: Final = 4 * 1024 * 1024
 #: a first range that arrives at least this fast (bytes per second) keeps the blob on its one
@@ -78,6 +83,8 @@ HASH_WINDOW: Final = 4 * 1024 * 1024
 DEFAULT_FAST_RATE: Final = 200_000_000
 #: how much of the first range is timed before deciding whether to open more connections
 DECIDE_BYTES: Final = 4 * 1024 * 1024
+#: a range longer than this is journaled as it goes, each time this much more arrived
+SYNC_EVERY: Final = 64 * 1024 * 1024
 #: bytes asked of a range's socket per read: less than a single stream's, as a blob's several
 #: connections (and several such blobs) read at once
 READ_SIZE: Final = 256 * 1024
@@ -98,7 +105,8 @@ class RangedSink(BlobSink, Protocol):
         ...
 
     def begin_ranged(self) -> None:
-        """Called once before the first :meth:`write_at` (the cache starts its journal)."""
+        """Called once before ranges are journaled or written apart from the prefix (the cache
+        starts its journal); bytes written right after the prefix before it are one stream."""
 
     def write_at(self, offset: int, data: bytes) -> None:
         """Write ``data`` at ``offset`` of the blob."""
@@ -113,39 +121,9 @@ class RangedSink(BlobSink, Protocol):
     def complete(self) -> None:
         """Every byte of the blob is written and verified."""
 
-
-def range_size(size: int, connections: int, threshold: int) -> int:
-    """How many bytes each range request asks for: about four ranges per connection, between
-    :data:`MIN_RANGE` (or a quarter of ``threshold`` per connection, when that is smaller)
-    and :data:`MAX_RANGE`."""
-    smallest = max(64 * 1024, min(MIN_RANGE, threshold // max(1, connections)))
-    return max(smallest, min(MAX_RANGE, -(-size // (connections * 4))))
-
-
-class _Range:
-    """One range to fetch: ``[start, end)``, ``pos`` the next byte not yet written."""
-
-    __slots__ = ("attempts", "end", "pos", "start")
-
-    def __init__(self, start: int, end: int, pos: int | None = None) -> None:
-        self.start, self.end = start, end
-        self.pos = start if pos is None else pos
-        self.attempts = 0
-
-
-def _plan(written: int, held: list[tuple[int, int]], size: int, step: int) -> list[_Range]:
-    """Ranges covering ``[written, size)``: those held (already done), the rest in ``step``s."""
-    out: list[_Range] = []
-    pos = written
-    for start, end in sorted(held):
-        start, end = max(start, pos), min(end, size)
-        if end <= start:
-            continue
-        out.extend(_Range(a, min(a + step, start)) for a in range(pos, start, step))
-        out.append(_Range(start, end, pos=end))
-        pos = end
-    out.extend(_Range(a, min(a + step, size)) for a in range(pos, size, step))
-    return out
+    def settle(self, prefix: int) -> None:
+        """The first ``prefix`` bytes are written and hashed: go on as one stream after them
+        (:meth:`write` appends there)."""
 
 
 class _Transfer:
@@ -154,7 +132,7 @@ class _Transfer:
 
     def __init__(
         self, auth: Authenticator, digest: Digest, sink: RangedSink, size: int, hasher: Hasher,
-        plan: list[_Range], *, retry: RetryPolicy, budget: Budget | None,
+        plan: list[Range], *, retry: RetryPolicy, budget: Budget | None,
         on_bytes: Callable[[int], None] | None, cancelled: threading.Event | None,
         fast: float = DEFAULT_FAST_RATE,
     ) -> None:
@@ -163,7 +141,7 @@ class _Transfer:
         self.on_bytes, self.cancelled = on_bytes, cancelled
         self.place = Where(auth.registry, auth.repository, str(digest)).kwargs()
         self.starts = [r.start for r in plan]
-        self.todo: deque[_Range] = deque(r for r in plan if r.pos < r.end)
+        self.todo: deque[Range] = deque(r for r in plan if r.pos < r.end)
         self.cv = threading.Condition()
         self.pieces: dict[int, bytes] = {}
         self.window = 0
@@ -176,9 +154,17 @@ class _Transfer:
         self.journal: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self.fast = fast
         #: the first range while it is timed: (the range, its first byte asked, when it was)
-        self.probe: tuple[_Range, int, float] | None = None
+        self.probe: tuple[Range, int, float] | None = None
         #: opens the other connections (set by the caller; called at most once)
         self.spawn: Callable[[], None] | None = None
+        #: bytes asked of the socket per read: less when several connections read at once
+        self.read_size = READ_SIZE
+        #: where the ranges end and one plain stream takes over (an uncapped link, see decide)
+        self.handoff: int | None = None
+        #: the first range when it was asked to the blob's end (nothing held after it)
+        self.open_ended: Range | None = None
+        #: that response, handed over at :attr:`handoff` to be read on as one plain stream
+        self.rest: BaseHTTPResponse | None = None
 
     # -- requests
 
@@ -228,18 +214,18 @@ class _Transfer:
 
     # -- workers
 
-    def take(self) -> _Range | None:
+    def take(self) -> Range | None:
         """The next range to fetch, or ``None`` when none is left or the transfer stopped."""
         with self.cv:
             if self.error is not None or not self.todo:
                 return None
             return self.todo.popleft()
 
-    def work(self, first: tuple[_Range, BaseHTTPResponse] | None = None, *, extra: bool) -> None:
+    def work(self, first: tuple[Range, BaseHTTPResponse] | None = None, *, extra: bool) -> None:
         """Fetch ranges until none is left; ``first`` is one whose response is open already.
         An ``extra`` worker holds a slot of the budget (when there is one) for each range."""
-        if first is not None and not self.run(*first):
-            return
+        if first is not None and (not self.run(*first) or self.handoff is not None):
+            return  # stopped; or the rest comes as one plain stream (see decide)
         budget = self.budget if extra else None
         while True:
             if budget is not None:
@@ -254,7 +240,7 @@ class _Transfer:
                 if budget is not None:
                     budget.release()
 
-    def run(self, item: _Range, response: BaseHTTPResponse | None) -> bool:
+    def run(self, item: Range, response: BaseHTTPResponse | None) -> bool:
         """:meth:`fetch` one range; whether the worker goes on (see :meth:`failed`)."""
         try:
             self.fetch(item, response)
@@ -262,7 +248,7 @@ class _Transfer:
             return self.failed(item, exc)
         return True
 
-    def fetch(self, item: _Range, response: BaseHTTPResponse | None) -> None:
+    def fetch(self, item: Range, response: BaseHTTPResponse | None) -> None:
         """Fetch the rest of one range into the sink."""
         if response is None:
             response = self.open(item.pos, item.end)
@@ -283,7 +269,7 @@ class _Transfer:
             while item.pos < item.end:
                 if self.stopped():
                     raise KeyboardInterrupt
-                data = read(min(READ_SIZE, item.end - item.pos), decode_content=False)
+                data = read(min(self.read_size, item.end - item.pos), decode_content=False)
                 if not data:
                     raise TransportError(
                         f"{self.auth.registry}/{self.auth.repository}@{self.digest}: the range "
@@ -301,13 +287,19 @@ class _Transfer:
                     cv.notify_all()
                 if on_bytes is not None:
                     on_bytes(len(data))
+                if (item.pos - item.start) // SYNC_EVERY != (at - item.start) // SYNC_EVERY:
+                    # a long range: journal its progress (which starts its writeback) as it goes
+                    self.journal.put((item.start, item.pos))
                 probe = self.probe
                 if probe is not None and probe[0] is item and (
                     item.pos - probe[1] >= DECIDE_BYTES or item.pos == item.end
                 ):
                     self.decide(item.pos - probe[1], time.monotonic() - probe[2])
-            if read(1, decode_content=False):  # never more than the range asked + 1 byte
-                raise RegistryError(
+                    if self.handoff is not None:
+                        self.rest = response  # read on as one plain stream (see _run)
+                        return
+            if item is not self.open_ended and read(1, decode_content=False):
+                raise RegistryError(  # never more than the range asked + 1 byte
                     f"the server sent more than the range {item.start}-{item.end - 1} asked",
                     status=206, **self.place,
                 )
@@ -322,20 +314,56 @@ class _Transfer:
         finally:
             with self.cv:
                 self.responses.discard(response)
-        release(response)
+        if item is self.open_ended and item.end < self.size:
+            discard(response)  # the rest of its body is other ranges': close the connection
+        else:
+            release(response)
         self.journal.put((item.start, item.end))
 
     def decide(self, amount: int, seconds: float) -> None:
         """The first range brought ``amount`` bytes in ``seconds``: open the other connections
-        unless that is at least :attr:`fast` bytes per second."""
-        self.probe = None
-        if self.fast > 0 and amount >= self.fast * max(seconds, 1e-9):
+        unless that, or the whole pull's rate (its :class:`Budget`'s), is at least
+        :attr:`fast` bytes per second."""
+        probe, self.probe = self.probe, None
+        pull = self.budget.rate() if self.budget is not None else 0.0
+        if self.fast > 0 and max(amount / max(seconds, 1e-9), pull) >= self.fast:
+            self.read_size = CHUNK_SIZE
+            with self.cv:
+                first = probe[0] if probe is not None else None
+                if first is not None and first is self.open_ended:
+                    # nothing held after it: the rest of its response is one plain stream
+                    self.handoff = first.pos
+                    self.todo.clear()
+                    self.cv.notify_all()
+                    return
+            self.sink.begin_ranged()
+            self.coalesce()  # one connection: the rest in as few requests as possible
             return
+        self.sink.begin_ranged()
         spawn, self.spawn = self.spawn, None
         if spawn is not None:
             spawn()
 
-    def failed(self, item: _Range, exc: BaseException) -> bool:
+    def coalesce(self) -> None:
+        """Make each run of adjacent ranges still to fetch one range."""
+        with self.cv:
+            todo = set(map(id, self.todo))
+            merged: list[Range] = []
+            for r in self.ranges:
+                last = merged[-1] if merged else None
+                if (
+                    last is not None and id(r) in todo and id(last) in todo
+                    and last.end == r.start
+                ):
+                    last.end = r.end
+                    continue
+                merged.append(r)
+            kept = set(map(id, merged))
+            self.todo = deque(r for r in self.todo if id(r) in kept)
+            self.ranges = merged
+            self.starts = [r.start for r in merged]
+
+    def failed(self, item: Range, exc: BaseException) -> bool:
         """Record a range's failure: requeue it after the backoff when another try may cure it
         (``True``: the worker goes on), else stop the transfer (``False``). A failure after
         the transfer stopped is that stop's doing, and not recorded."""
@@ -393,7 +421,8 @@ class _Transfer:
             while True:
                 with self.cv:
                     while True:
-                        if self.error is not None or self.frontier >= self.size:
+                        end = self.size if self.handoff is None else self.handoff
+                        if self.error is not None or self.frontier >= end:
                             return
                         piece = self.pieces.pop(self.frontier, None)
                         if piece is not None:
@@ -475,7 +504,7 @@ def fetch_ranged(
     kept = bool(sink.written or held)
     state = _Transfer(
         auth, digest, sink, size, hasher or digest.hasher(),
-        _plan(sink.written, held, size, range_size(size, connections, threshold)),
+        plan_ranges(sink.written, held, size, range_size(size, connections, threshold)),
         retry=retry, budget=budget, on_bytes=on_bytes, cancelled=cancelled, fast=fast,
     )
     try:
@@ -494,7 +523,7 @@ def fetch_ranged(
     )
 
 
-def _probe(state: _Transfer) -> tuple[_Range, BaseHTTPResponse] | BaseHTTPResponse | None:
+def _probe(state: _Transfer) -> tuple[Range, BaseHTTPResponse] | BaseHTTPResponse | None:
     """Open the first missing range, retried per the policy: the range and its ``206``, or the
     ``200`` of a server that ignores ``Range``, or ``None`` when nothing is missing."""
     if not state.todo:
@@ -503,11 +532,14 @@ def _probe(state: _Transfer) -> tuple[_Range, BaseHTTPResponse] | BaseHTTPRespon
     while True:
         if state.cancelled is not None and state.cancelled.is_set():
             raise KeyboardInterrupt
+        # nothing held after it: ask to the blob's end, so that an uncapped link reads on
+        end = first.end if any(r.pos == r.end for r in state.ranges) else state.size
         try:
             state.probe = (first, first.pos, time.monotonic())
-            response = state.open(first.pos, first.end)
+            response = state.open(first.pos, end)
             if response.status == 206:
-                state.check_range(response, first.pos, first.end)
+                state.check_range(response, first.pos, end)
+                state.open_ended = first if end != first.end else None
                 return first, response
             return response
         except TankError as exc:
@@ -532,7 +564,6 @@ def _run(
     opened = _probe(state)
     if opened is not None and not isinstance(opened, tuple):
         return _single(state, opened, on_restart)
-    sink.begin_ranged()
     threads = [
         threading.Thread(target=state.hash_all, name="tank-range-hash", daemon=True),
         threading.Thread(target=state.journal_all, name="tank-range-journal", daemon=True),
@@ -546,10 +577,12 @@ def _run(
             t.start()
 
     state.spawn = spawn
-    if opened is None:
-        state.probe = None
     for t in threads:
         t.start()
+    if opened is None:
+        state.probe = None
+    elif state.fast <= 0:  # always split: no need to time the first range
+        state.decide(0, 1.0)
     with aborting(state.cancelled, lambda: state.stop(KeyboardInterrupt())):
         try:
             if opened is not None:
@@ -570,6 +603,9 @@ def _run(
     if state.error is not None:
         raise state.error
     auth = state.auth
+    if state.rest is not None and state.frontier == state.handoff:
+        sink.settle(state.frontier)  # an uncapped link: the rest as one plain, resumable stream
+        return _stream_rest(state, state.rest, state.hasher, on_restart)
     if state.frontier != state.size or state.hasher.size != state.size:
         raise SizeMismatch(
             state.size, state.hasher.size, what="blob", digest=state.digest,
@@ -595,15 +631,26 @@ def _single(
     state: _Transfer, response: BaseHTTPResponse, on_restart: Callable[[int], None] | None
 ) -> Hasher:
     """The server answered the probe with the whole blob (``200``): read it as one stream from
-    byte 0, resuming (per :func:`~tank.registry.blobs.fetch_into`) if it breaks off."""
-    sink, auth = state.sink, state.auth
+    byte 0."""
+    sink = state.sink
     held = sink.written + sum(end - start for start, end in sink.held())
     if held:
         if on_restart is not None:
             on_restart(held)
         sink.restart()
+    return _stream_rest(state, response, state.digest.hasher(), on_restart)
+
+
+def _stream_rest(
+    state: _Transfer, response: BaseHTTPResponse, hasher: Hasher,
+    on_restart: Callable[[int], None] | None,
+) -> Hasher:
+    """Read ``response`` on into the sink as one plain stream (the blob's hot path), from byte
+    ``hasher.size``, whose hash ``hasher`` holds; resumed (per
+    :func:`~tank.registry.blobs.fetch_into`) if it breaks off."""
+    sink, auth = state.sink, state.auth
     stream = BlobStream(
-        response, state.digest, state.digest.hasher(), offset=0, size=state.size,
+        response, state.digest, hasher, offset=hasher.size, size=state.size,
         token=auth.token, registry=auth.registry, repository=auth.repository,
         chunk_size=CHUNK_SIZE, speed_limit=auth.transport.speed_limit,
     )

@@ -338,6 +338,16 @@ class BlobWriter:
             self.written = self.size
         self._held = []
 
+    def settle(self, prefix: int) -> None:
+        """The first ``prefix`` bytes are written (and hashed by the caller): go on as one
+        stream after them. The journal stays until the first byte appended (:meth:`write`
+        then drops it, and the ingest file is one prefix again)."""
+        fd = self._open_fd()
+        self.written = prefix
+        os.lseek(fd, prefix, os.SEEK_SET)
+        self.prefix_hasher = None
+        self._held = []
+
     def _drop_journal(self) -> None:
         """Forget the ranges: close and remove the journal."""
         if self._journal_fd is not None:
@@ -361,8 +371,11 @@ class BlobWriter:
         if self.size is not None and self.written + count > self.size:
             self._broken = f"more than the expected {self.size} bytes were written"
             raise SizeMismatch(self.size, self.written + count, what="blob", digest=self.digest)
-        try:
-            write_all(fd, data)
+        try:  # at ``written`` itself, whatever the descriptor's position (ranges use pwrite)
+            view, at = memoryview(data).cast("B"), self.written
+            while view:
+                done = os.pwrite(fd, view, at)
+                view, at = view[done:], at + done
         except OSError as exc:
             raise _storage_error(exc, self.path, f"writing blob {self.digest}") from exc
         self.written += count
