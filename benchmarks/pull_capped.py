@@ -6,7 +6,7 @@
 CDNs cap what one connection gets (tens of MB/s is common), so a client that fetches a layer over
 one connection waits for the cap whatever the link could carry. This puts Debian's
 ``nginx-light`` in front of the real registry (on loopback) as that CDN: ``limit_rate`` caps each
-connection at ``--rate`` MB/s (proxy buffering on, as it must be for the cap to hold; ``Range``
+connection at ``--rate`` MiB/s (proxy buffering on, as it must be for the cap to hold; ``Range``
 passes through as ``206``). ``--install`` installs ``nginx-light`` with apt first when it is
 missing (a benchmark set-up step, never CI's).
 
@@ -122,7 +122,7 @@ class CappedFront:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=25, help="the cap per connection, MB/s")
+    parser.add_argument("--rate", type=int, default=25, help="the cap per connection, MiB/s")
     parser.add_argument("--size-mb", type=int, default=1000, help="image (d)'s one layer")
     parser.add_argument("--only", default="d,a")
     parser.add_argument("--install", action="store_true", help="apt-get install nginx-light")
@@ -160,7 +160,7 @@ def main() -> int:
             for name in sizes:
                 ref = f"{front.host}/bench/{name}:v1"
                 print(f"({name}) {sizes[name][1]} layers, {sizes[name][0] / MB:.0f} MB, "
-                      f"{args.rate} MB/s per connection", file=sys.stderr)
+                      f"{args.rate} MiB/s per connection", file=sys.stderr)
                 runs: dict[str, list[Run]] = {k: [] for k in commands}
                 for i in range(args.rounds):
                     for key in commands:
@@ -175,7 +175,7 @@ def main() -> int:
             front.close()
 
     print(machine_line())
-    print(f"pulls through nginx-light capped at {args.rate} MB/s per connection (limit_rate "
+    print(f"pulls through nginx-light capped at {args.rate} MiB/s per connection (limit_rate "
           f"{args.rate}m), {args.rounds} alternating rounds, medians, cold cache")
     labels = {"d": f"(d) one {args.size_mb} MB layer", "a": "(a) ~1 GB, 8 layers"}
     for name, runs in results.items():
@@ -188,8 +188,8 @@ def main() -> int:
         print(f"  skopeo / tank = {med['skopeo'] / med['tank']:.2f}; "
               f"tank-1 / tank = {med['tank-1'] / med['tank']:.2f}")
         if name == "d":
-            bound = total / (4 * args.rate * MB)
-            print(f"  bound: {total / MB:.0f} MB / (4 connections x {args.rate} MB/s) = "
+            bound = total / (4 * args.rate * 2**20)  # nginx's "m" is MiB
+            print(f"  bound: {total / MB:.0f} MB / (4 connections x {args.rate} MiB/s) = "
                   f"{bound:.2f} s; tank is at {med['tank'] / bound:.2f}x of it (target <= 1.3)")
     return 0
 
