@@ -44,17 +44,23 @@ def crowd(registry: LocalRegistry) -> list[Image]:
     return images
 
 
-#: each crash test runs twice: blobs as one stream, and as ranges over several connections
+#: each crash test runs with blobs as one stream, and as ranges over several connections
 #: (anything over 256 KiB, so every own layer of the crowd: a journal beside each ingest file)
 MODES = pytest.mark.parametrize("chunked", [False, True], ids=["one-stream", "ranges"])
+#: the kill test also runs with the probe timed as by default: on loopback it is read on as
+#: one plain stream (no journal: the ingest file is one prefix)
+KILL_MODES = pytest.mark.parametrize(
+    "chunked", [False, True, "probe"], ids=["one-stream", "ranges", "probe"]
+)
 
 
-def mode_env(chunked: bool, tmp_path: Path) -> dict[str, str]:
+def mode_env(chunked: bool | str, tmp_path: Path) -> dict[str, str]:
     """The environment of a mode, for a ``tank`` process."""
     env = dict(os.environ)
     if chunked:
         config = tmp_path / "chunked.toml"
-        config.write_text('layer-chunk-threshold = "256KiB"\nlayer-fast-rate = 0\n')
+        fast = "" if chunked == "probe" else "layer-fast-rate = 0\n"
+        config.write_text('layer-chunk-threshold = "256KiB"\n' + fast)
         env["TANK_CONFIG"] = str(config)
     return env
 
@@ -88,10 +94,10 @@ def assert_layout_blobs_are_whole(layout: Path) -> None:
 
 
 @pytest.mark.slow
-@MODES
+@KILL_MODES
 def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
     registry: LocalRegistry, make_front: MakeFront, crowd: list[Image], tmp_path: Path,
-    chunked: bool,
+    chunked: bool | str,
 ) -> None:
     cache, layout = tmp_path / "cache", tmp_path / "layout"
     env = mode_env(chunked, tmp_path)
@@ -117,7 +123,7 @@ def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
         assert_layout_blobs_are_whole(layout)
         interrupted_ranges += bool(journaled(cache, sizes))
     assert kills == 30
-    if chunked:  # the ranged path was killed mid-way more than once
+    if chunked is True:  # the ranged path was killed mid-way more than once
         assert interrupted_ranges > 1
 
     front = make_front(registry.url)
@@ -141,7 +147,7 @@ def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
             start, end = asked(r, sizes[digest])
             assert all(end <= a or start >= b for a, b in journals[digest]), (r, journals)
         elif digest in partial:  # what was partly there is resumed, not started over
-            assert asked(r, sizes[digest])[0] == partial[digest]
+            assert asked(r, sizes[digest])[0] >= partial[digest]
             if not chunked:
                 assert r.headers.get("range") == f"bytes={partial[digest]}-"
     verify = subprocess.run(

@@ -619,9 +619,12 @@ def _run(
 
 
 def _journal_progress(state: _Transfer) -> None:
-    """Queue what unfinished ranges got (for a resume), then end the journal thread."""
+    """Queue what unfinished ranges got (for a resume), then end the journal thread. (After a
+    hand-off there is no journal: the ingest file is one prefix.)"""
     with state.cv:
-        partial = [(r.start, r.pos) for r in state.ranges if r.start < r.pos < r.end]
+        partial = [] if state.handoff is not None else [
+            (r.start, r.pos) for r in state.ranges if r.start < r.pos < r.end
+        ]
     for item in partial:
         state.journal.put(item)
     state.journal.put(None)
