@@ -8,7 +8,7 @@ import io
 import itertools
 import random
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from tank.layers.compression import (
     layer_compression,
     open_layer,
     sniff,
+    use_isal,
 )
 from tank.testing.images import make_layer, sample_image
 
@@ -43,6 +44,17 @@ def plain_tar() -> bytes:
         },
         compression="none",
     ).data
+
+
+@pytest.fixture(autouse=True, params=["zlib", "isal"])
+def inflate(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with zlib and with ISA-L (the ``fast`` extra): the same bytes out, the
+    same errors."""
+    if request.param == "isal":
+        pytest.importorskip("isal")
+    assert use_isal(request.param == "isal") == request.param
+    yield request.param
+    use_isal(True)
 
 
 @pytest.fixture(scope="module")

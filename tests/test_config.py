@@ -102,6 +102,13 @@ def test_tank_config_variable_and_explicit_paths(isolated: IsolatedEnv, tmp_path
         ('[mirrors]\n"docker.io" = [{ location = "m.io", insecur = true }]',
          "unknown key 'insecur'"),
         ("jobs = [", "not valid TOML"),
+        ("layer-connections = 0", "layer-connections = 0: expected a whole number from 1 to 16"),
+        ("layer-connections = 17", "layer-connections = 17: expected a whole number"),
+        ("max-connections = 0", "max-connections = 0: expected a whole number from 1 to 256"),
+        ('layer-chunk-threshold = "big"', "layer-chunk-threshold = 'big': expected a size"),
+        ('layer-chunk-threshold = "1k"', "layer-chunk-threshold = '1k': expected at least 64KiB"),
+        ("layer-chunk-threshold = -5", "expected a size of at least 0 bytes"),
+        ('layer-fast-rate = "fast"', "layer-fast-rate = 'fast': expected a size"),
     ],
 )
 def test_mistakes_are_errors_naming_file_and_key(
@@ -111,6 +118,20 @@ def test_mistakes_are_errors_naming_file_and_key(
     with pytest.raises(ConfigError, match=message) as info:
         load()
     assert str(path) in str(info.value)
+
+
+def test_the_keys_of_large_blobs(isolated: IsolatedEnv) -> None:
+    isolated.write_config(
+        'layer-connections = 8\nlayer-chunk-threshold = "128MiB"\nmax-connections = 32\n'
+        'layer-fast-rate = "100MB"\n'
+    )
+    config = load()
+    assert (config.layer_connections, config.layer_chunk_threshold, config.max_connections,
+            config.layer_fast_rate) == (8, 128 * 2**20, 32, 100_000_000)
+    for text, size in (("1000000", 1_000_000), ('"64MB"', 64_000_000), ('"64 MiB"', 64 * 2**20),
+                       ('"1GiB"', 2**30), ('"2g"', 2_000_000_000), ('"512KiB"', 512 * 1024)):
+        isolated.write_config(f"layer-chunk-threshold = {text}\n")
+        assert load().layer_chunk_threshold == size, text
 
 
 def test_the_cli_exits_2_on_a_bad_config(isolated: IsolatedEnv, tmp_path: Path) -> None:

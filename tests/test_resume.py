@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from support.ranges import asked, fetched
 from support.referees import write_policy
 from tank._pull import ProgressEvent, pull
+from tank.config import Config
 from tank.errors import RegistryError
 from tank.retry import RetryPolicy
 from tank.store import Store
@@ -26,6 +28,30 @@ from tank.testing.seed import Seeded
 from tank.testing.tokenserver import TokenServer
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
+#: every fault test runs twice: blobs as one stream, and large ones as ranges over several
+#: connections (anything over 256 KiB: the 3 MB layer comes as 16 ranges)
+MODES = pytest.mark.parametrize("chunked", [False, True], ids=["one-stream", "ranges"])
+CHUNKED_TOML = 'layer-chunk-threshold = "256KiB"\nlayer-fast-rate = 0\n'
+
+
+def mode(chunked: bool) -> Config | None:
+    """The config of a mode, for an in-process pull (``None``: the default files, none here)."""
+    return Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=0) if chunked else None
+
+
+def mode_env(chunked: bool, tmp_path: Path) -> dict[str, str]:
+    """The environment of a mode, for a ``tank`` process."""
+    env = dict(os.environ)
+    if chunked:
+        config = tmp_path / "chunked.toml"
+        config.write_text(CHUNKED_TOML)
+        env["TANK_CONFIG"] = str(config)
+    return env
+
+
+def first_range(size: int) -> str:
+    """The Range header of the probe of a chunked download from byte 0: to the blob's end."""
+    return f"bytes=0-{size - 1}"
 
 
 @pytest.fixture(scope="module")
@@ -70,46 +96,50 @@ class CutOnce:
         return None  # forward: the registry answers the Range itself
 
 
+@MODES
 def test_a_cut_blob_resumes_with_range(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     layer = big.layers[0]
     cut = 1_234_567
     front = make_front(registry.url)
-    front.respond = CutOnce(layer.digest, layer.data, cut)
+    front.respond = CutOnce(layer.digest, layer.data, cut)  # a 200, even to a range
     events: list[ProgressEvent] = []
     image = pull(f"{front.host}/library/big:v1", cache=tmp_path, retry=FAST,
-                 progress=events.append)
+                 progress=events.append, config=mode(chunked))
     gets = layer_gets(front.requests, layer.digest)
-    assert [r.headers.get("range") for r in gets] == [None, f"bytes={cut}-"]
+    first = first_range(layer.size) if chunked else None
+    assert [r.headers.get("range") for r in gets] == [first, f"bytes={cut}-"]
     assert image.blob_path(layer.digest).read_bytes() == layer.data
     assert not any(e.kind == "restarted" for e in events)
     assert Store(tmp_path).verify() == []
 
 
+@MODES
 def test_a_front_that_ignores_range_makes_tank_start_over(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     layer = big.layers[0]
     front = make_front(registry.url)
     front.respond = CutOnce(layer.digest, layer.data, 1_000_000, then="ignore-range")
     events: list[ProgressEvent] = []
     image = pull(f"{front.host}/library/big:v1", cache=tmp_path, retry=FAST,
-                 progress=events.append)
+                 progress=events.append, config=mode(chunked))
     assert image.blob_path(layer.digest).read_bytes() == layer.data
     gets = layer_gets(front.requests, layer.digest)
     assert gets[1].headers.get("range") == "bytes=1000000-"
     assert [e.amount for e in events if e.kind == "restarted"] == [1_000_000]
 
 
+@MODES
 def test_a_wrong_content_range_is_refused(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     layer = big.layers[0]
     front = make_front(registry.url)
     front.respond = CutOnce(layer.digest, layer.data, 1_000_000, then="wrong-range")
     with pytest.raises(RegistryError, match="Content-Range"):
-        pull(f"{front.host}/library/big:v1", cache=tmp_path, retry=FAST)
+        pull(f"{front.host}/library/big:v1", cache=tmp_path, retry=FAST, config=mode(chunked))
     assert not Store(tmp_path).has_blob(layer.digest)
     assert Store(tmp_path).verify() == []
 
@@ -122,8 +152,9 @@ def _ingest_size(cache: Path) -> int:
     return max(sizes)
 
 
+@MODES
 def test_sigint_exits_130_and_the_next_pull_resumes(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     layer = big.layers[0]
     cut = 2_000_000
@@ -132,9 +163,10 @@ def test_sigint_exits_130_and_the_next_pull_resumes(
     front.respond = CutOnce(layer.digest, layer.data, cut, close=False)
     cache = tmp_path / "cache"
     ref = f"{front.host}/library/big:v1"
+    env = mode_env(chunked, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tank", "pull", ref, "--cache", str(cache), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     deadline = time.monotonic() + 30
     while _ingest_size(cache) < cut and time.monotonic() < deadline:
@@ -150,11 +182,16 @@ def test_sigint_exits_130_and_the_next_pull_resumes(
     front.reset()
     out = subprocess.run(
         [sys.executable, "-m", "tank", "pull", ref, "--cache", str(cache), "--json", "-q"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=env,
     )
     assert out.returncode == 0, out.stderr
-    (get,) = layer_gets(front.requests, layer.digest)
-    assert get.headers.get("range") == f"bytes={cut}-"
+    gets = layer_gets(front.requests, layer.digest)
+    if chunked:  # the rest, as ranges: from the byte it stopped at, each byte once
+        assert gets[0].headers["range"] == f"bytes={cut}-{layer.size - 1}"
+        assert fetched([asked(r, layer.size) for r in gets]) == layer.size - cut
+    else:
+        (get,) = gets
+        assert get.headers.get("range") == f"bytes={cut}-"
     assert Store(cache).blob_path(layer.digest).read_bytes() == layer.data
     doc = json.loads(out.stdout)
     assert doc["digest"] == big.manifest_digest
@@ -254,8 +291,9 @@ def test_all_platforms_of_a_docker_list_become_an_oci_index(
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@MODES
 def test_interrupted_download_is_kept_and_resumed_in_process(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     """A permanent failure mid-blob keeps the ingest file; the next pull continues it."""
     layer = big.layers[0]
@@ -265,21 +303,27 @@ def test_interrupted_download_is_kept_and_resumed_in_process(
         if r.method == "GET" and r.path.endswith(layer.digest) else None
     )
     with pytest.raises(Exception, match="gave up after 2 attempts"):
-        pull(f"{front.host}/library/big:v1", cache=tmp_path,
+        pull(f"{front.host}/library/big:v1", cache=tmp_path, config=mode(chunked),
              retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01))
     assert _ingest_size(tmp_path) == 500_000
     front.respond = None
     front.reset()
-    pull(f"{front.host}/library/big:v1", cache=tmp_path)
-    (get,) = layer_gets(front.requests, layer.digest)
-    assert get.headers.get("range") == "bytes=500000-"
+    pull(f"{front.host}/library/big:v1", cache=tmp_path, config=mode(chunked))
+    gets = layer_gets(front.requests, layer.digest)
+    if chunked:  # the rest as ranges, from the byte it stopped at
+        assert gets[0].headers["range"] == f"bytes=500000-{layer.size - 1}"
+        assert fetched([asked(r, layer.size) for r in gets]) == layer.size - 500_000
+    else:
+        (get,) = gets
+        assert get.headers.get("range") == "bytes=500000-"
     assert os.listdir(tmp_path / "ingest") == [] or all(
         not p.endswith(".part") for p in os.listdir(tmp_path / "ingest")
     )
 
 
+@MODES
 def test_a_complete_uncommitted_ingest_is_committed_without_a_request(
-    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path
+    registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
 ) -> None:
     layer = big.layers[0]
     store = Store(tmp_path)
@@ -294,7 +338,7 @@ def test_a_complete_uncommitted_ingest_is_committed_without_a_request(
         stop_before_commit()
     assert _ingest_size(tmp_path) == layer.size
     front = make_front(registry.url)
-    image = pull(f"{front.host}/library/big:v1", cache=tmp_path)
+    image = pull(f"{front.host}/library/big:v1", cache=tmp_path, config=mode(chunked))
     assert layer_gets(front.requests, layer.digest) == []
     assert image.blob_path(layer.digest).read_bytes() == layer.data
 

@@ -390,6 +390,35 @@ def test_directory_times_are_set_after_their_content(tmp_path: Path) -> None:
                       "e/f/g": 6_000}
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_modes_and_owners_are_exact_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """A new file gets its permission bits from open() when the umask keeps them whole, and
+    skips the chown when it already has the owner: the result is the same as always."""
+    modes = [0o644, 0o666, 0o600, 0o400, 0o755, 0o4755, 0o2750, 0o1777, 0o000, 0o777]
+    owners = [(0, 0), (1000, 1000), (0, 50), (50, 0)]
+    entries = [E("sg", "dir", mode=0o2775, gid=50)]
+    for i, mode in enumerate(modes):
+        uid, gid = owners[i % len(owners)]
+        entries.append(E(f"f{i}", data=b"x" * i, mode=mode, uid=uid, gid=gid))
+        entries.append(E(f"sg/f{i}", data=b"y", mode=mode, uid=uid, gid=gid))
+    built = build(tmp_path / "blobs", [layer(entries)])
+    root = tmp_path / "root"
+    root.mkdir()
+    old = os.umask(umask)
+    try:
+        unpack_layers(built.layers, built.diff_ids, root)
+    finally:
+        os.umask(old)
+    for i, mode in enumerate(modes):
+        uid, gid = owners[i % len(owners)]
+        for name in (f"f{i}", f"sg/f{i}"):
+            st = os.lstat(root / name)
+            assert stat.S_IMODE(st.st_mode) == mode, (name, oct(st.st_mode))
+            if IS_ROOT:
+                assert (st.st_uid, st.st_gid) == (uid, gid), name
+    assert (root / "f3").read_bytes() == b"xxx"
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="needs root")
 def test_device_nodes_as_root(tmp_path: Path) -> None:
     built = build(tmp_path / "blobs", [layer([

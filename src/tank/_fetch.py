@@ -4,20 +4,31 @@ A :class:`Fetcher` serves one reference. It knows the endpoints the image can co
 (:class:`Source`: mirrors first, then the registry itself, each a :class:`~tank.Repository` with
 its own credentials, all sharing one connection pool and one token cache), reads manifests from the
 cache when it may and from the registry otherwise (through the image model, :mod:`tank.image`),
-and downloads blobs into the :class:`~tank.store.Store` up to ``jobs`` at once, resuming what an
-earlier run left and reporting :class:`ProgressEvent` objects from its worker threads.
+and downloads blobs into the :class:`~tank.store.Store`, resuming what an earlier run left and
+reporting :class:`ProgressEvent` objects from its worker threads.
+
+How many at once: up to ``jobs`` blobs of :data:`SMALL_BLOB` bytes or more, and alongside them up
+to four times as many smaller ones, at most :data:`SMALL_WINDOW` (a small blob costs a round
+trip, not bandwidth; ``jobs=1`` fetches one blob at a time). A blob of at
+least ``threshold`` bytes comes as byte ranges over ``connections`` connections
+(:mod:`tank.registry.ranged`). Every download holds a slot of the pull's connection ``budget``
+while it runs, and each extra range connection one more, so the pull never holds more
+connections than the budget allows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from tank._cancel import Cancel
+from tank._fs import fsync_dir
 from tank.auth.credentials import Credentials, CredentialsArg, coerce
 from tank.auth.tokens import TokenCache
 from tank.config import Config, Endpoint
@@ -27,12 +38,19 @@ from tank.image import Descriptor, Index, Manifest, Where, parse_manifest
 from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.reference import DEFAULT_TAG, Reference
 from tank.registry import Client, Repository
+from tank.registry.ranged import DEFAULT_FAST_RATE, DEFAULT_THRESHOLD
+from tank.registry.rangeio import Budget
 from tank.retry import RetryPolicy
 from tank.store import BlobWriter, Store
 from tank.transport import Transport
 
 _T = TypeVar("_T")
 _log = logging.getLogger("tank.pull")
+
+#: blobs smaller than this are latency-bound: many of them are fetched at once
+SMALL_BLOB = 1024 * 1024
+#: how many small blobs are in flight at once (besides the ``jobs`` larger ones)
+SMALL_WINDOW = 16
 
 EventKind = Literal["manifest", "started", "bytes", "restarted", "finished", "cached"]
 
@@ -162,6 +180,10 @@ class Fetcher:
         jobs: int = 4,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        connections: int = 1,
+        threshold: int = DEFAULT_THRESHOLD,
+        budget: Budget | None = None,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> None:
         self.ref = ref
         self.store = store
@@ -170,6 +192,10 @@ class Fetcher:
         self.offline = offline
         self.refresh = refresh
         self.jobs = jobs
+        self.connections = connections
+        self.threshold = threshold
+        self.budget = budget
+        self.fast = fast
         self.progress = progress
         #: set (by Ctrl-C, a failed worker or the caller's ``cancel``): downloads stop at their
         #: next chunk with KeyboardInterrupt, keeping their ingest files for a resume
@@ -177,6 +203,8 @@ class Fetcher:
         self.downloaded = 0
         self.cached = 0
         self._count_lock = threading.Lock()
+        #: folders of blobs committed without fsyncing the folder: fsynced once, at the end
+        self._unsynced: set[Path] = set()
         self.place = Where(ref.registry, ref.repository, ref.fetch_reference)
 
     def emit(self, event: ProgressEvent) -> None:
@@ -286,17 +314,22 @@ class Fetcher:
             self.emit(ProgressEvent("started", desc.digest, desc.size, what=what))
             if writer.resumed:
                 self.emit(ProgressEvent("bytes", desc.digest, desc.size, writer.resumed, what))
-            hasher = self._download_any(desc, writer, what)
-            try:
-                writer.commit(hasher)
-            except DigestMismatch:
-                if not writer.resumed:
-                    raise
-                # the bytes an earlier run left were not a prefix of this blob: start over once
-                self.emit(ProgressEvent("restarted", desc.digest, desc.size, writer.written, what))
-                writer.restart()
-                writer.resumed = 0
-                writer.commit(self._download_any(desc, writer, what))
+            with self._slot():
+                try:
+                    hasher = self._download_any(desc, writer, what)
+                except DigestMismatch:
+                    if not writer.resumed:
+                        raise
+                    # the bytes an earlier run left were not this blob's: start over once
+                    self.emit(ProgressEvent(
+                        "restarted", desc.digest, desc.size, _held(writer), what
+                    ))
+                    writer.restart()
+                    writer.resumed = 0
+                    hasher = self._download_any(desc, writer, what)
+                path = writer.commit(hasher, sync_dir=False)
+            with self._count_lock:
+                self._unsynced.add(path.parent)
         self._count(downloaded=desc.size)
         self.emit(ProgressEvent("finished", desc.digest, desc.size, what=what))
 
@@ -309,9 +342,9 @@ class Fetcher:
             try:
                 return self._download(desc, writer, what, src, policy)
             except TankError:
-                if src is not last and writer.written:
+                if src is not last and _held(writer):
                     self.emit(
-                        ProgressEvent("restarted", desc.digest, desc.size, writer.written, what)
+                        ProgressEvent("restarted", desc.digest, desc.size, _held(writer), what)
                     )
                     writer.restart()
                     writer.resumed = 0
@@ -324,39 +357,92 @@ class Fetcher:
     ) -> Hasher:
         """Stream ``desc`` into ``writer`` from where it stands (see
         :meth:`tank.Repository.fetch_blob`); return the hash of all of it."""
-        digest, size, emit = desc.digest, desc.size, self.emit
+        digest, size, emit, budget = desc.digest, desc.size, self.emit, self.budget
+
+        def on_bytes(n: int) -> None:
+            if budget is not None:
+                budget.count(n)
+            emit(ProgressEvent("bytes", digest, size, n, what))
+
         return src.repo.with_retry(policy).fetch_blob(
             digest, writer, size=size,
             prefix=writer.prefix_hasher if writer.written else None,
-            on_bytes=lambda n: emit(ProgressEvent("bytes", digest, size, n, what)),
+            on_bytes=on_bytes,
             on_restart=lambda n: emit(ProgressEvent("restarted", digest, size, n, what)),
-            cancelled=self.cancelled,
+            cancelled=self.cancelled, connections=self.connections, threshold=self.threshold,
+            budget=self.budget, fast=self.fast,
         )
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one connection of the budget while a download runs (waiting for one, unless
+        the pull is cancelled meanwhile)."""
+        budget = self.budget
+        if budget is None:
+            yield
+            return
+        while not budget.acquire(0.1):
+            if self.cancelled.is_set():
+                raise KeyboardInterrupt
+        try:
+            yield
+        finally:
+            budget.release()
 
     def _count(self, *, downloaded: int = 0, cached: int = 0) -> None:
         with self._count_lock:
             self.downloaded += downloaded
             self.cached += cached
 
+    def small_window(self, count: int) -> int:
+        """How many of ``count`` small blobs are fetched at once: four times ``jobs``, at most
+        :data:`SMALL_WINDOW`; one at a time with ``jobs=1``."""
+        if self.jobs == 1:
+            return 1
+        return max(1, min(SMALL_WINDOW, 4 * self.jobs, count))
+
     def fetch_all(self, blobs: list[tuple[Descriptor, str]]) -> None:
-        """Fetch every blob, up to ``jobs`` at once, in order of submission; first error wins."""
+        """Fetch every blob: up to ``jobs`` large ones and :data:`SMALL_WINDOW` small ones at
+        once, each kind in order of submission; the first error wins.
+
+        Each blob's file is fsynced before it is renamed into ``blobs/``; the folder itself is
+        fsynced once, when every blob is in (or the pull fails), not once per blob."""
+        try:
+            self._fetch_all(blobs)
+        finally:
+            with self._count_lock:
+                folders, self._unsynced = self._unsynced, set()
+            for folder in folders:
+                fsync_dir(folder)
+
+    def _fetch_all(self, blobs: list[tuple[Descriptor, str]]) -> None:
         if not blobs:
             return
         if self.source.repo.token is None and not self.offline:
             # one token for the whole pull: answer the challenge once, before fanning out
             self.fetch_blob(*blobs[0])
             blobs = blobs[1:]
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="tank-pull")
+        small = [b for b in blobs if b[0].size < SMALL_BLOB]
+        large = [b for b in blobs if b[0].size >= SMALL_BLOB]
+        pools = [
+            ThreadPoolExecutor(max_workers=n, thread_name_prefix="tank-pull")
+            for n in (self.jobs, self.small_window(len(small)))
+        ]
         try:
-            futures: list[Future[None]] = [pool.submit(self.fetch_blob, d, w) for d, w in blobs]
+            futures: list[Future[None]] = [
+                pool.submit(self.fetch_blob, d, w)
+                for pool, part in zip(pools, (large, small), strict=True) for d, w in part
+            ]
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:  # Ctrl-C: stop the workers at their next chunk; keep ingest files
             self.cancelled.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
             raise
         if pending:  # one failed: stop the others rather than finish them
             self.cancelled.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
         errors = [
             f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()
         ]
@@ -365,7 +451,14 @@ class Fetcher:
             raise (real or errors)[0]  # type: ignore[misc]
 
 
+def _held(writer: BlobWriter) -> int:
+    """How many bytes ``writer`` holds: its prefix and the ranges journaled beyond it."""
+    return writer.written + sum(end - start for start, end in writer.held())
+
+
 __all__ = [
+    "SMALL_BLOB",
+    "SMALL_WINDOW",
     "Endpoints",
     "EventKind",
     "Fetcher",

@@ -39,9 +39,14 @@ from tank.policy.check import gate as policy_gate
 from tank.policy.lookup import PolicyArg
 from tank.reference import DEFAULT_TAG, Reference
 from tank.reference import parse as parse_reference
+from tank.registry.ranged import DEFAULT_CONNECTIONS, DEFAULT_FAST_RATE, DEFAULT_THRESHOLD
+from tank.registry.rangeio import Budget
 from tank.retry import DEFAULT_RETRY, RetryPolicy
 from tank.store import Store
 from tank.transport import Transport
+
+#: the connections one pull holds at once, at most, unless the config says otherwise
+MAX_CONNECTIONS = 16
 
 #: config media types parsed as image configs (others, an artifact's, are kept as they are)
 _IMAGE_CONFIG_TYPES = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
@@ -230,6 +235,47 @@ def _read_config(
     return doc, ImageConfig.from_json(doc, require_rootfs=False)
 
 
+_OUTPUT_MODULES = {
+    "oci": "tank.outputs.image_layout",
+    "docker-archive": "tank.outputs.archive",
+    "rootfs": "tank.outputs.rootfs",
+}
+
+
+def _import_ahead(plan: _Output) -> None:
+    """Import the output's modules on a thread while the blobs download (the network leaves
+    the interpreter idle then); the output step finds them loaded."""
+    name = _OUTPUT_MODULES.get(plan.kind or "")
+    if name is None:
+        return
+    import contextlib
+    import importlib
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # imported again where it is used, raised there
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="tank-import", daemon=True).start()
+
+
+def _connections(
+    cfg: Config, jobs: int, layer_connections: int | None
+) -> tuple[int, dict[str, Any]]:
+    """The pull's connection budget (at least ``jobs``), and the :class:`Fetcher`'s keywords
+    about connections: per large blob, from what size, and when not to split."""
+    connections = layer_connections if layer_connections is not None else (
+        cfg.layer_connections or DEFAULT_CONNECTIONS
+    )
+    if connections < 1:
+        raise ValueError("layer_connections must be at least 1")
+    budget = max(jobs, cfg.max_connections or MAX_CONNECTIONS)
+    return budget, {
+        "connections": connections, "budget": Budget(budget),
+        "threshold": cfg.layer_chunk_threshold or DEFAULT_THRESHOLD,
+        "fast": DEFAULT_FAST_RATE if cfg.layer_fast_rate is None else cfg.layer_fast_rate,
+    }
+
+
 def pull(
     ref: str | Reference,
     *,
@@ -249,6 +295,7 @@ def pull(
     config: Config | None = None,
     cancel: threading.Event | None = None,
     policy: PolicyArg = None,
+    layer_connections: int | None = None,
 ) -> PulledImage:
     """Pull an image into the cache (and into ``output``); return what was pulled.
 
@@ -291,6 +338,10 @@ def pull(
         cache's ``ingest/`` and the next pull resumes them (:mod:`tank.aio` uses this).
     :param policy: the signature policy, a :class:`tank.policy.Policy` or a ``policy.json`` path
         (default: :func:`tank.policy.load_policy`'s), judged before any layer is fetched.
+    :param layer_connections: connections per blob of at least the config's
+        ``layer-chunk-threshold`` (64 MiB): it comes as byte ranges over that many connections
+        at once (``1``: one stream per blob); default the config's ``layer-connections``, else
+        4. The pull holds at most the config's ``max-connections`` (16) at once.
     """
     started = time.perf_counter()
     reference = parse_reference(ref) if isinstance(ref, str) else ref
@@ -301,16 +352,18 @@ def pull(
     platform = platform if platform is not None else cfg.platform
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
+    budget, transfer = _connections(cfg, jobs, layer_connections)
     plan = _plan_output(output, all_platforms)
     want = Platform.parse(platform) if isinstance(platform, str) else platform
     store = cache if isinstance(cache, Store) else Store(cache)
     retry_policy = retry or DEFAULT_RETRY
-    t = transport or cfg.transport(pool_size=max(8, jobs))
+    t = transport or cfg.transport(pool_size=budget)
     fetcher = Fetcher(
         reference, store, open_sources(reference, endpoints, credentials, t, retry_policy),
         retry=retry_policy, offline=offline, refresh=refresh, jobs=jobs, progress=progress,
-        cancel=cancel,
+        cancel=cancel, **transfer,
     )
+    _import_ahead(plan)
     resolved = _resolve(fetcher, want, all_platforms)
     trust.check(resolved.top, [child for _, child in resolved.children],  # before any layer
                 [s.repo for s in dict.fromkeys((fetcher.source, fetcher.upstream))])
@@ -318,19 +371,37 @@ def pull(
     fetcher.fetch_all(blobs)
     image = resolved.image
     config_doc, image_config = _read_config(store, image, fetcher)
-    chosen = resolved.chosen or (image_config.platform if image_config else None)
     if reference.digest is None and not offline:
         top = resolved.top
         store.set_ref(
             reference.registry, reference.repository, reference.tag or DEFAULT_TAG,
             top.digest, top.media_type,
         )
-    pulled = PulledImage(
+    pulled = _pulled(reference, store, resolved, fetcher, config_doc, image_config,
+                     all_platforms=all_platforms)
+    pulled = _write_output(plan, pulled, resolved, store, image_config, copy=copy,
+                           rootfs_cache=rootfs_cache, all_platforms=all_platforms)
+    return dataclasses.replace(pulled, seconds=time.perf_counter() - started)
+
+
+def _pulled(
+    reference: Reference,
+    store: Store,
+    resolved: _Resolved,
+    fetcher: Fetcher,
+    config_doc: Any,
+    image_config: ImageConfig | None,
+    *,
+    all_platforms: bool,
+) -> PulledImage:
+    """What a pull hands back before its output is written."""
+    image = resolved.image
+    return PulledImage(
         reference=reference,
         digest=image.digest,
         media_type=image.media_type,
         index_digest=resolved.index.digest if resolved.index is not None else None,
-        platform=chosen,
+        platform=resolved.chosen or (image_config.platform if image_config else None),
         config=config_doc,
         config_descriptor=image.config,
         layers=image.layers,
@@ -346,9 +417,6 @@ def pull(
         ) if all_platforms else (),
         mirror=str(fetcher.source) if fetcher.source.mirror else None,
     )
-    pulled = _write_output(plan, pulled, resolved, store, image_config, copy=copy,
-                           rootfs_cache=rootfs_cache, all_platforms=all_platforms)
-    return dataclasses.replace(pulled, seconds=time.perf_counter() - started)
 
 
 def _write_output(

@@ -7,6 +7,10 @@ Two files, both optional:
 
       platform = "linux/arm64"                 # default for --platform
       jobs = 8                                 # default for -j/--jobs
+      layer-connections = 4                    # per large blob; default for --layer-connections
+      layer-chunk-threshold = "64MiB"          # blobs this large come as ranges (bytes or units)
+      max-connections = 16                     # connections one pull holds at once, at most
+      layer-fast-rate = "200MB"                # a first range this fast (per s) is not split
       ca-file = "/etc/ssl/company-ca.pem"      # trusted for every registry, like --ca-file
       insecure-registries = ["registry.lan:5000"]   # plain HTTP or unverified TLS
       policy = "/etc/tank/policy.json"         # the signature policy (containers' format)
@@ -142,6 +146,13 @@ class Config:
 
     :ivar platform: the default platform (``os/arch[/variant]``).
     :ivar jobs: the default number of parallel downloads.
+    :ivar layer_connections: connections per large blob (``layer-connections``).
+    :ivar layer_chunk_threshold: blobs of at least this many bytes are fetched as ranges over
+        ``layer_connections`` connections (``layer-chunk-threshold``).
+    :ivar max_connections: the connections one pull holds at once, at most
+        (``max-connections``).
+    :ivar layer_fast_rate: bytes per second: a large blob whose first range arrives at least
+        this fast stays on one connection (``layer-fast-rate``; ``0``: always split).
     :ivar ca_file: a PEM bundle trusted for every registry.
     :ivar insecure_registries: ``host[:port]`` names allowed plain HTTP or unverified TLS.
     :ivar mirrors: tank's ``[mirrors]``, one rule per key.
@@ -154,6 +165,10 @@ class Config:
     platform: str | None = None
     jobs: int | None = None
     ca_file: str | None = None
+    layer_connections: int | None = None
+    layer_chunk_threshold: int | None = None
+    max_connections: int | None = None
+    layer_fast_rate: int | None = None
     insecure_registries: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     mirrors: tuple[RegistryRule, ...] = ()
@@ -403,7 +418,7 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     where = str(path)
     _no_unknown(
         doc, ("platform", "jobs", "ca-file", "insecure-registries", "timeouts", "mirrors",
-              "policy"), where,
+              "policy", *_TRANSFER_KEYS), where,
     )
     out: dict[str, Any] = {}
     if "platform" in doc:
@@ -419,6 +434,7 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
         if not 1 <= jobs <= 64:
             raise ConfigError(f"{where}: jobs = {jobs}: expected a whole number from 1 to 64")
         out["jobs"] = jobs
+    out.update(_parse_transfer(doc, where))
     if "ca-file" in doc:
         ca = _want(doc["ca-file"], str, f"{where}: ca-file", "a path")
         out["ca_file"] = str(path.parent / Path(ca).expanduser())
@@ -450,6 +466,56 @@ def _parse_tank(doc: dict[str, Any], path: Path) -> dict[str, Any]:
             mirrors = tuple(_mirror(v, f"{item}[{i}]") for i, v in enumerate(entries))
             rules.append(RegistryRule(_prefix(key), mirrors=mirrors, source=where))
         out["mirrors"] = tuple(rules)
+    return out
+
+
+_TRANSFER_KEYS: Final = (
+    "layer-connections", "layer-chunk-threshold", "max-connections", "layer-fast-rate",
+)
+_UNITS: Final = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+    "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+}
+
+
+def parse_size(value: Any, where: str) -> int:
+    """A byte count: an int, or a string such as ``"64MiB"``, ``"64MB"``, ``"1 GiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{where} = {value!r}: expected a size of at least 0 bytes")
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("kmgib")
+        unit = text[len(digits):]
+        if digits.isdigit() and unit in _UNITS:
+            return int(digits) * _UNITS[unit]
+    raise ConfigError(f"{where} = {value!r}: expected a size (bytes, or such as \"64MiB\")")
+
+
+def _parse_transfer(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``layer-connections``, ``layer-chunk-threshold``, ``max-connections`` and
+    ``layer-fast-rate``."""
+    out: dict[str, Any] = {}
+    for key, field_name, top in (
+        ("layer-connections", "layer_connections", 16),
+        ("max-connections", "max_connections", 256),
+    ):
+        if key in doc:
+            n = _want(doc[key], int, f"{where}: {key}", f"a whole number from 1 to {top}")
+            if not 1 <= n <= top:
+                raise ConfigError(f"{where}: {key} = {n}: expected a whole number from 1 to {top}")
+            out[field_name] = n
+    if "layer-chunk-threshold" in doc:
+        size = parse_size(doc["layer-chunk-threshold"], f"{where}: layer-chunk-threshold")
+        if size < 64 * 1024:
+            raise ConfigError(
+                f"{where}: layer-chunk-threshold = {doc['layer-chunk-threshold']!r}: expected at "
+                "least 64KiB"
+            )
+        out["layer_chunk_threshold"] = size
+    if "layer-fast-rate" in doc:
+        out["layer_fast_rate"] = parse_size(doc["layer-fast-rate"], f"{where}: layer-fast-rate")
     return out
 
 
@@ -618,5 +684,6 @@ __all__ = [
     "default_config",
     "default_transport",
     "load",
+    "parse_size",
     "registries_conf_path",
 ]

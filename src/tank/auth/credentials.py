@@ -35,8 +35,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,7 @@ from tank.errors import AuthError
 from tank.reference import DOCKER_HUB, DOCKER_HUB_NAMES
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping
 
 #: the config key docker uses for Docker Hub (and the server name its helpers are given)
@@ -195,6 +194,9 @@ def _run_helper(
             name[:100], action, registry,
             "is not a helper name (letters, digits, '.', '_' and '-' only; a path is refused)",
         )
+    import shutil  # lazily, as subprocess: only a credential helper needs them (start-up time)
+    import subprocess
+
     exe = shutil.which(f"docker-credential-{name}", path=env.get("PATH", os.defpath))
     if exe is None:
         raise _helper_error(

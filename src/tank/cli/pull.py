@@ -56,7 +56,13 @@ Examples:
                    "-o oci: the layout holds the whole index.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               show_default="4, or the config's jobs",
-              help="Blobs downloaded at once, each over its own connection.")
+              help="Blobs downloaded at once (small ones, under 1 MiB, up to four times as "
+                   "many).")
+@click.option("--layer-connections", type=click.IntRange(1, 16), default=None, metavar="N",
+              show_default="4, or the config's layer-connections",
+              help="Connections per large blob (64 MiB or more, the config's "
+                   "layer-chunk-threshold): it comes as byte ranges over N connections at once; "
+                   "1 fetches every blob as one stream.")
 @cache_option
 @click.option("--offline", is_flag=True, help="Never touch the network; use the cache only.")
 @click.option("--refresh", is_flag=True, help="Re-fetch the manifest and blobs even if cached.")
@@ -71,8 +77,9 @@ Examples:
 @config_options
 def pull(
     reference: str, output: str | None, platform: str | None, all_platforms: bool,
-    jobs: int | None, cache_dir: str | None, offline: bool, refresh: bool, copy: bool,
-    no_rootfs_cache: bool, policy: PolicyArg, retries: int, quiet: bool, as_json: bool,
+    jobs: int | None, layer_connections: int | None, cache_dir: str | None, offline: bool,
+    refresh: bool, copy: bool, no_rootfs_cache: bool, policy: PolicyArg, retries: int,
+    quiet: bool, as_json: bool,
     settings: Config,
 ) -> None:
     """Pull REFERENCE into the cache, verifying every byte; optionally write it out.
@@ -93,6 +100,7 @@ def pull(
             cache=cache_dir, jobs=jobs, offline=offline, refresh=refresh, progress=progress,
             copy=copy, retry=retry_policy(retries), credentials=registry_credentials(),
             config=settings, rootfs_cache=not no_rootfs_cache, policy=policy,
+            layer_connections=layer_connections,
         )
     if as_json:
         print_json(image.to_json())

@@ -13,9 +13,12 @@ containerd does the same (``compression.DecompressStream`` looks only at the byt
 ``docker load``; a writer that mislabels its layers should not make tank fail where they succeed.
 
 gzip is decoded with :func:`zlib.decompressobj` (``wbits=31``: a gzip wrapper, its CRC-32 and
-length checked) in a loop, not with :class:`gzip.GzipFile`, which is slower. Several gzip members
-in a row are one stream (RFC 1952 §2.2; ``pigz`` and parallel compressors write them), and NUL
-bytes after the last member are padding to ignore, as umoci 0.4.7 and Python's ``gzip`` allow.
+length checked) in a loop, not with :class:`gzip.GzipFile`, which is slower. With ``isal``
+installed (``pip install tank-oci[fast]``), its ``isal_zlib.decompressobj`` does the same work
+about twice as fast (ISA-L's inflate: the same bytes out, the same checks); without it, zlib.
+Several gzip members in a row are one stream (RFC 1952 §2.2; ``pigz`` and parallel compressors
+write them), and NUL bytes after the last member are padding to ignore, as umoci 0.4.7 and
+Python's ``gzip`` allow.
 Anything else after the stream, a member that stops early or a bad checksum raises
 :class:`CorruptLayer`.
 
@@ -32,7 +35,7 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final, Literal, cast
 
 import zstandard
 
@@ -148,13 +151,47 @@ def diff_id_of(path: str | os.PathLike[str], media_type: str) -> Digest:
 # -- gzip --------------------------------------------------------------------------------------
 
 
+class _Inflate:
+    """Which inflate decodes gzip: ``isal_zlib`` when installed, else ``zlib`` (same API)."""
+
+    module: Any = None
+    errors: tuple[type[Exception], ...] = (zlib.error,)
+
+    @classmethod
+    def new(cls) -> Any:
+        """A fresh ``decompressobj(wbits=31)`` (a gzip member, its CRC-32 and length checked)."""
+        if cls.module is None:
+            cls.use(fast=True)
+        return cls.module.decompressobj(wbits=31)
+
+    @classmethod
+    def use(cls, *, fast: bool) -> str:
+        """Choose ISA-L (``fast``, when ``isal`` imports) or zlib; the name of the one chosen."""
+        cls.module, cls.errors = zlib, (zlib.error,)
+        if fast:
+            try:
+                from isal import isal_zlib  # lazily: only a gzip layer needs it
+            except ImportError:
+                return "zlib"
+            isal_error = cast("type[Exception]", isal_zlib.error)
+            cls.module, cls.errors = isal_zlib, (zlib.error, isal_error)
+            return "isal"
+        return "zlib"
+
+
+def use_isal(enabled: bool = True) -> str:
+    """Inflate gzip layers with ISA-L (``isal``) when ``enabled`` and installed, else zlib;
+    returns ``"isal"`` or ``"zlib"``. The output is identical either way."""
+    return _Inflate.use(fast=enabled)
+
+
 class _GzipDecoder(io.RawIOBase):
     """gzip members in a row, then optional NUL padding, decoded by zlib in bounded steps."""
 
     def __init__(self, raw: IO[bytes], path: str) -> None:
         self._raw = raw
         self._path = path
-        self._inflate = zlib.decompressobj(wbits=31)
+        self._inflate = _Inflate.new()
         self._pending = b""  # compressed bytes read but not yet given to zlib
         self._input_done = False
         self._eof = False
@@ -182,7 +219,7 @@ class _GzipDecoder(io.RawIOBase):
                     # max_length bounds the output however compressible the input: a chunk of
                     # zeros can inflate a thousandfold
                     chunk = self._inflate.decompress(data, limit)
-                except zlib.error as exc:
+                except _Inflate.errors as exc:
                     raise CorruptLayer(self._path, f"bad gzip stream ({exc})") from None
                 if self._inflate.eof:
                     self._pending = b""
@@ -207,7 +244,7 @@ class _GzipDecoder(io.RawIOBase):
                     rest += self._read()
                     continue
                 if rest.startswith(GZIP_MAGIC):
-                    self._inflate = zlib.decompressobj(wbits=31)
+                    self._inflate = _Inflate.new()
                     self._pending = rest
                     return
                 raise CorruptLayer(
@@ -366,4 +403,5 @@ __all__ = [
     "layer_compression",
     "open_layer",
     "sniff",
+    "use_isal",
 ]

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from tank._fs import atomic_file
 from tank.auth.session import Authenticator, repository_scope
@@ -29,6 +29,8 @@ from tank.image.manifest import MAX_MANIFEST_SIZE
 from tank.registry.blobs import CHUNK_SIZE, BlobSink, BlobStream, fetch_into, open_stream
 from tank.registry.manifests import ManifestHead, ManifestInfo, get_manifest, head_manifest
 from tank.registry.names import manifest_reference
+from tank.registry.ranged import DEFAULT_FAST_RATE, DEFAULT_THRESHOLD, RangedSink, fetch_ranged
+from tank.registry.rangeio import Budget, FileSink
 from tank.registry.taglist import MAX_TAG_PAGES, MAX_TAGS, get_tag_page, same_origin_path
 from tank.registry.uploads import (
     UploadSource,
@@ -46,23 +48,6 @@ if TYPE_CHECKING:
     from tank.registry.client import Client
 
 _T = TypeVar("_T")
-
-
-class _FileSink:
-    """A :class:`~tank.registry.blobs.BlobSink` over an open file."""
-
-    def __init__(self, out: object) -> None:
-        self.out = out
-        self.written = 0
-
-    def write(self, data: bytes) -> None:
-        self.out.write(data)  # type: ignore[attr-defined]
-        self.written += len(data)
-
-    def restart(self) -> None:
-        self.out.seek(0)  # type: ignore[attr-defined]
-        self.out.truncate()  # type: ignore[attr-defined]
-        self.written = 0
 
 
 class _MemorySink:
@@ -233,15 +218,37 @@ class Repository:
         on_bytes: Callable[[int], None] | None = None,
         on_restart: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
+        connections: int = 1,
+        threshold: int = DEFAULT_THRESHOLD,
+        budget: Budget | None = None,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> Hasher:
         """Stream a blob into ``sink``, resuming where it breaks off; return its verified hash.
 
         The one resumable download loop (:func:`tank.registry.blobs.fetch_into`): ``prefix`` is
         the hash of what ``sink`` already holds, ``on_bytes``/``on_restart`` follow progress,
         ``cancelled`` stops it with :class:`KeyboardInterrupt` (the sink keeps its bytes).
+
+        With ``connections`` > 1, a blob of at least ``threshold`` bytes (``size`` must be
+        given) whose ``sink`` takes writes at offsets (a
+        :class:`~tank.registry.ranged.RangedSink`, such as the cache's writer) is fetched as
+        byte ranges over that many connections at once, within ``budget``
+        (:func:`tank.registry.ranged.fetch_ranged`), unless its first range arrives at ``fast``
+        bytes per second or more (``0``: always); a server that ignores ``Range`` gets one
+        plain stream.
         """
+        want = Digest.parse(digest)
+        if (
+            connections > 1 and size is not None and size >= threshold
+            and callable(getattr(sink, "write_at", None))
+        ):
+            return fetch_ranged(
+                self._auth, want, cast("RangedSink", sink), size=size, prefix=prefix,
+                connections=connections, threshold=threshold, budget=budget, retry=self.retry,
+                on_bytes=on_bytes, on_restart=on_restart, cancelled=cancelled, fast=fast,
+            )
         return fetch_into(
-            self._auth, Digest.parse(digest), sink, size=size, prefix=prefix, retry=self.retry,
+            self._auth, want, sink, size=size, prefix=prefix, retry=self.retry,
             on_bytes=on_bytes, on_restart=on_restart, cancelled=cancelled,
         )
 
@@ -253,18 +260,26 @@ class Repository:
         size: int | None = None,
         fsync: bool = True,
         cancelled: threading.Event | None = None,
+        connections: int = 1,
+        threshold: int = DEFAULT_THRESHOLD,
+        fast: float = DEFAULT_FAST_RATE,
     ) -> int:
         """Stream a blob into the file ``dest``; return its size.
 
         ``dest`` appears only once the whole blob has verified: the bytes go to a temporary file
         beside it, which is flushed (and fsynced unless ``fsync=False``) and renamed. A body that
         breaks off is resumed with ``Range``. On any error (and when ``cancelled`` is set, which
-        stops it at the next chunk) ``dest`` is untouched.
+        stops it at the next chunk) ``dest`` is untouched. With ``connections`` > 1 and a
+        ``size`` of at least ``threshold``, the blob comes as ranges over that many connections
+        (see :meth:`fetch_blob`).
         """
         target = Path(dest)
-        with atomic_file(target, durable=fsync) as out:
-            sink = _FileSink(out)
-            self.fetch_blob(digest, sink, size=size, cancelled=cancelled)
+        with atomic_file(target, durable=fsync, readable=connections > 1) as out:
+            sink = FileSink(out, size)
+            self.fetch_blob(
+                digest, sink, size=size, cancelled=cancelled, connections=connections,
+                threshold=threshold, fast=fast,
+            )
         return sink.written
 
     # -- tags --------------------------------------------------------------------------------

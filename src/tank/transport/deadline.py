@@ -19,6 +19,7 @@ so (and is retried like any other network failure).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import socket
 import threading
 import time
@@ -45,30 +46,81 @@ _deadlines: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 class _Watch:
-    """A timer that calls ``abort`` once ``seconds`` pass, unless the block ends first."""
+    """A deadline that calls ``abort`` once ``seconds`` pass, unless cancelled first."""
 
-    def __init__(self, seconds: float, abort: Callable[[], None]) -> None:
+    __slots__ = ("_abort", "cancelled", "fired")
+
+    def __init__(self, abort: Callable[[], None]) -> None:
         self.fired = False
+        self.cancelled = False
         self._abort = abort
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def _fire(self) -> None:
+        if self.cancelled:
+            return
         self.fired = True
         with contextlib.suppress(Exception):
             self._abort()
 
 
+class _Clock:
+    """One daemon thread for every watch of the process: a heap of deadlines, fired in order.
+
+    Starting a timer thread per request cost more than the request itself on small blobs; a
+    cancelled watch stays in the heap until its time, and is then dropped unfired.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, seconds: float, watch: _Watch) -> None:
+        """Fire ``watch`` in ``seconds`` unless it is cancelled by then."""
+        with self._cv:
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._seq, watch))
+            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+                self._thread = threading.Thread(
+                    target=self._run, name="tank-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is watch:
+                self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap:
+                    self._cv.wait()
+                due, _, watch = self._heap[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cv.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            watch._fire()
+
+
+_clock = _Clock()
+
+
 @contextlib.contextmanager
 def watchdog(seconds: float | None, abort: Callable[[], None]) -> Iterator[_Watch]:
-    """Run the block; call ``abort`` (from a timer thread) if it lasts over ``seconds``."""
-    watch = _Watch(seconds or 0, abort)
+    """Run the block; call ``abort`` (from the deadline thread) if it lasts over ``seconds``."""
+    watch = _Watch(abort)
     if seconds:
-        watch._timer.start()
+        _clock.add(seconds, watch)
     try:
         yield watch
     finally:
-        watch._timer.cancel()
+        watch.cancelled = True
+        watch._abort = _nothing  # what it would abort is not kept alive until its deadline
+
+
+def _nothing() -> None:
+    """What a cancelled watch calls."""
 
 
 @contextlib.contextmanager

@@ -60,6 +60,19 @@ _NO_XATTR: Final = frozenset(
 )
 
 
+def _umask() -> int | None:
+    """This process's umask, read without changing it (``/proc/self/status``, Linux 4.7 and
+    later); ``None`` when it cannot be known (every mode is then set with fchmod)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class UnpackWarning(UserWarning):
     """Something an unpack skipped, said once per unpack: device nodes when not root, extended
     attributes that the filesystem or the caller's privileges refuse. (A warning, not an error:
@@ -80,6 +93,12 @@ class Applier:
         self.skipped_devices: list[str] = []
         self.skipped_xattrs: list[tuple[str, str, str]] = []
         self._layer = ""
+        # System calls a new file can do without (a layer of many small files is made of them):
+        # the permission bits go to open() when the umask keeps them whole, and as root the
+        # chown is skipped when the file already has the owner the entry asks for.
+        self._umask = _umask()
+        self._uid, self._gid = os.geteuid(), os.getegid()
+        self._new_gid: dict[tuple[str, ...], int] = {}  # the group a new file in a folder gets
 
     # -- per layer
 
@@ -89,6 +108,7 @@ class Applier:
     ) -> None:
         """Read one layer off ``feed`` and apply it; verify it against ``diff_id``."""
         self._layer = digest
+        self._new_gid = {}
         self.upper = set()
         self.tree.fresh = set()
         self.hidden = set()
@@ -207,7 +227,7 @@ class Applier:
         self._mark_upper(real)
         kind = entry.kind
         if kind in REGULAR_TYPES:
-            self._make_file(parent, name, entry, reader)
+            self._make_file(parent, real_parent, name, entry, reader)
         elif kind == tarfile.DIRTYPE:
             self._make_dir(parent, name, real, entry)
         elif kind == tarfile.SYMTYPE:
@@ -246,6 +266,7 @@ class Applier:
             if keep_dir:
                 return st
             self.tree.invalidate()
+            self._new_gid.clear()
             rmtree_at(parent, name)
             if self.deferred_modes:
                 self._forget_deferred()
@@ -264,30 +285,54 @@ class Applier:
             except OSError:
                 del self.deferred_modes[real]
 
-    def _make_file(self, parent: int, name: str, entry: TarEntry, reader: LayerReader) -> None:
+    def _make_file(
+        self, parent: int, real_parent: tuple[str, ...], name: str, entry: TarEntry,
+        reader: LayerReader,
+    ) -> None:
+        # the final permission bits at once, when the umask leaves them whole and there are no
+        # setuid, setgid or sticky bits (fchmod them after the chown, which would clear them)
+        umask, mode = self._umask, entry.mode
+        at_once = umask is not None and not mode & 0o7000 and not mode & umask
+        perm = mode & 0o777 if at_once else 0o600
         try:
-            fd = os.open(name, O_NEW, 0o600, dir_fd=parent)
+            fd = os.open(name, O_NEW, perm, dir_fd=parent)
         except FileExistsError:
             self._clear_slot(parent, name)
-            fd = os.open(name, O_NEW, 0o600, dir_fd=parent)
+            fd = os.open(name, O_NEW, perm, dir_fd=parent)
         try:
             if entry.size:
                 reader.copy_to(fd)
-            self._fd_metadata(fd, name, entry)
+            owned = self.rootless or (
+                entry.uid == self._uid and entry.gid == self._group_of_new(real_parent, parent)
+            )
+            self._fd_metadata(fd, name, entry, chown=not owned, chmod=not at_once)
         finally:
             os.close(fd)
 
-    def _fd_metadata(self, fd: int, name: str, entry: TarEntry) -> None:
+    def _group_of_new(self, real: tuple[str, ...], fd: int) -> int:
+        """The group a file made in the folder ``real`` (open as ``fd``) gets: the folder's
+        when it is setgid, else ours."""
+        gid = self._new_gid.get(real)
+        if gid is None:
+            st = os.fstat(fd)
+            gid = self._new_gid[real] = st.st_gid if st.st_mode & stat.S_ISGID else self._gid
+        return gid
+
+    def _fd_metadata(
+        self, fd: int, name: str, entry: TarEntry, *, chown: bool = True, chmod: bool = True
+    ) -> None:
         """Owner, mode, xattrs, then times (chown clears setuid bits; writes and chown clear
-        ``security.capability``)."""
-        if not self.rootless:
+        ``security.capability``). ``chown``/``chmod`` false: the file has them already."""
+        if chown and not self.rootless:
             os.fchown(fd, entry.uid, entry.gid)
-        os.fchmod(fd, entry.mode)
+        if chmod:
+            os.fchmod(fd, entry.mode)
         for key, value in entry.xattrs.items():
             self._setxattr(fd, key, value, entry.name, follow=True)
         os.utime(fd, ns=(entry.atime_ns, entry.mtime_ns))
 
     def _dir_metadata(self, fd: int, real: tuple[str, ...], entry: TarEntry) -> None:
+        self._new_gid.pop(real, None)  # its setgid bit or group may change
         if not self.rootless:
             os.fchown(fd, entry.uid, entry.gid)
         mode = entry.mode
