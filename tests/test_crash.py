@@ -129,9 +129,11 @@ def test_sigkill_at_random_moments_never_corrupts_and_the_last_pull_resumes(
     front = make_front(registry.url)
     present = {str(d) for d, _ in store.iter_blobs()}
     journals = journaled(cache, sizes)
-    partial = {  # digest -> bytes an interrupted download left (an empty file is no head start)
+    partial = {  # digest -> bytes an interrupted stream left (an empty file is no head start;
+        # beside a journal only the ranges it records count: none yet, or torn, is a restart)
         p.name.removesuffix(".part").replace("-", ":", 1): p.stat().st_size
-        for p in (cache / "ingest").glob("*.part") if p.stat().st_size > 0
+        for p in (cache / "ingest").glob("*.part")
+        if p.stat().st_size > 0 and not journal_path(p).exists()
     } if (cache / "ingest").exists() else {}
     final = subprocess.run(
         [sys.executable, "-m", "tank", "pull", f"{front.host}/library/crowd:v0", "--cache",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -426,6 +427,80 @@ def test_a_journal_describing_more_than_the_file_holds_starts_over(
         assert w is not None
         assert (w.written, w.resumed, w.held()) == (0, 0, [])
     assert not journal_path(part).exists()
+
+
+def test_a_journal_that_records_no_range_yet_starts_over(wide: Image, tmp_path: Path) -> None:
+    """Killed after the journal's header, before its first range: the bytes at offsets are no
+    prefix of the blob, so nothing of them is kept."""
+    layer = wide.layers[0]
+    d = Digest.parse(layer.digest)
+    ingest = tmp_path / "ingest"
+    ingest.mkdir(parents=True)
+    part = ingest / f"sha256-{d.hex}.part"
+    with part.open("wb") as f:
+        f.seek(1_000_000)
+        f.write(layer.data[1_000_000:1_400_000])
+    journal_path(part).write_text(f"tank-ingest-journal 1 {d} {layer.size}\n")
+    with Store(tmp_path).writer(layer.digest, layer.size) as w:
+        assert w is not None
+        assert (w.written, w.resumed, w.held()) == (0, 0, [])
+        assert part.stat().st_size == 0
+    assert not journal_path(part).exists()
+
+
+def test_ranges_past_the_end_of_a_truncated_ingest_file_are_dropped(
+    wide: Image, tmp_path: Path
+) -> None:
+    """Killed between the truncation to the prefix and the journal's removal (a ranged download
+    going on as one stream): the prefix is kept, the ranges that were cut off are not."""
+    layer = wide.layers[0]
+    d = Digest.parse(layer.digest)
+    ingest = tmp_path / "ingest"
+    ingest.mkdir(parents=True)
+    part = ingest / f"sha256-{d.hex}.part"
+    part.write_bytes(layer.data[:700_000])
+    journal_path(part).write_text(
+        f"tank-ingest-journal 1 {d} {layer.size}\n0 700000\n2000000 2100000\n"
+    )
+    with Store(tmp_path).writer(layer.digest, layer.size) as w:
+        assert w is not None
+        assert (w.written, w.resumed, w.held()) == (700_000, 700_000, [])
+
+
+def test_writing_on_as_one_stream_truncates_before_the_journal_goes(
+    wide: Image, tmp_path: Path
+) -> None:
+    """Whenever the journal is gone the ingest file is one prefix: held ranges are cut off by
+    the first byte appended, and by a restart, before the journal is removed."""
+    layer = wide.layers[0]
+    d = Digest.parse(layer.digest)
+    ingest = tmp_path / "ingest"
+    ingest.mkdir(parents=True)
+    part = ingest / f"sha256-{d.hex}.part"
+    for restart in (False, True):
+        with part.open("wb") as f:
+            f.write(layer.data[:700_000])
+            f.seek(2_000_000)
+            f.write(layer.data[2_000_000:2_100_000])
+        journal_path(part).write_text(
+            f"tank-ingest-journal 1 {d} {layer.size}\n0 700000\n2000000 2100000\n"
+        )
+        with contextlib.suppress(KeyboardInterrupt), \
+                Store(tmp_path).writer(layer.digest, layer.size) as w:
+            assert w is not None
+            assert w.held() == [(2_000_000, 2_100_000)]
+            if restart:
+                w.restart()
+                assert part.stat().st_size == 0
+            else:
+                w.write(layer.data[700_000:800_000])
+                assert part.stat().st_size == 800_000
+            assert not journal_path(part).exists()
+            raise KeyboardInterrupt  # interrupted: kept for a resume
+        if restart:  # nothing held: nothing kept
+            assert not part.exists()
+        else:
+            assert part.read_bytes() == layer.data[:800_000]
 
 
 def test_a_single_stream_after_ranges_keeps_the_prefix(

@@ -293,6 +293,29 @@ def test_a_cached_blob_of_another_size(tmp_path: Path) -> None:
     assert store.read_blob(SMALL_DIGEST) == SMALL
 
 
+def test_bytes_from_memory_or_a_file_never_append_to_a_leftover(tmp_path: Path) -> None:
+    """An ingest file left by a killed writer (all of the blob, part of it, or other bytes)
+    is discarded by the writers that write from the first byte (``put_bytes``,
+    ``resume=False``), never appended to."""
+    store = Store(tmp_path)
+    part = tmp_path / "ingest" / f"sha256-{SMALL_DIGEST[7:]}.part"
+    for leftover in (SMALL, SMALL[:7], b"x" * len(SMALL)):
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(leftover)
+        assert store.put_bytes(SMALL_DIGEST, SMALL) == store.blob_path(SMALL_DIGEST)
+        assert store.read_blob(SMALL_DIGEST) == SMALL
+        assert not part.exists()
+        assert store.remove_blob(SMALL_DIGEST)
+    part.write_bytes(SMALL[:7])
+    with store.writer(SMALL_DIGEST, len(SMALL), resume=False) as w:
+        assert w is not None
+        assert (w.written, w.resumed) == (0, 0)
+        assert part.stat().st_size == 0
+        w.write(SMALL)
+        w.commit()
+    assert store.read_blob(SMALL_DIGEST) == SMALL
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [

@@ -279,7 +279,7 @@ def _check(raw: bytes, entry: Descriptor) -> None:
 
 def _import_file(store: Store, path: Path, desc: Descriptor) -> Path:
     """Copy the file at ``path`` into the cache as ``desc``'s blob, verified."""
-    with store.writer(desc.digest, desc.size) as writer:
+    with store.writer(desc.digest, desc.size, resume=False) as writer:
         if writer is not None:
             hasher = desc.digest.hasher()
             fd = os.open(path, _NOFOLLOW)
@@ -342,7 +342,7 @@ class OciArchiveSource(LayoutSource):
                     digest = Digest.parse(f"{parts[1]}:{parts[2]}")
                 except ValueError:
                     return
-                with store.writer(digest, size) as writer:
+                with store.writer(digest, size, resume=False) as writer:
                     if writer is None:
                         return
                     hasher = digest.hasher()

@@ -24,7 +24,7 @@ Invariants:
 Writing a blob, with the registry client hashing as the bytes stream (so nothing is hashed
 twice)::
 
-    with store.writer(digest, size) as w:
+    with store.writer(digest, size, resume=False) as w:
         if w is not None:
             hasher = Digest.parse(digest).hasher()
             with tank.open_blob(registry, repo, digest, token, size=size, hasher=hasher) as s:
@@ -260,7 +260,7 @@ class Store:
 
     @contextlib.contextmanager
     def writer(
-        self, digest: str, size: int | None, *, replace: bool = False
+        self, digest: str, size: int | None, *, replace: bool = False, resume: bool = True
     ) -> Iterator[BlobWriter | None]:
         """Ingest one blob: ``with store.writer(d, size) as w: if w: …; w.commit(hasher)``.
 
@@ -279,7 +279,9 @@ class Store:
         process killed) is continued by the next writer (see :attr:`BlobWriter.resumed`). When the
         block ends with an interruption (anything but a content error such as
         :class:`~tank.errors.DigestMismatch`), the bytes written so far are kept for that; after
-        a content error they are removed.
+        a content error they are removed. A caller that writes the blob from its first byte
+        whatever the writer holds (bytes from memory, a file, an archive) passes
+        ``resume=False``: a leftover is then discarded, never appended to.
         """
         d = Digest.parse(digest)
         if size is not None and (not isinstance(size, int) or size < 0):
@@ -297,7 +299,7 @@ class Store:
                 _unlink(target)  # damaged: ingest it again
             self.private_dir("blobs", d.algorithm)
             self.private_dir("ingest")
-            writer = BlobWriter(ingest, d, size, target, resume=not replace)
+            writer = BlobWriter(ingest, d, size, target, resume=resume and not replace)
             try:
                 yield writer
             except IntegrityError:
@@ -318,7 +320,7 @@ class Store:
         hasher = d.hasher()
         hasher.update(data)
         hasher.verify(d, what="blob")
-        with self.writer(d, len(data)) as w:
+        with self.writer(d, len(data), resume=False) as w:
             if w is None:
                 return self.blob_path(d)
             w.write(data)

@@ -6,9 +6,11 @@ offsets into the same ingest file, with a **chunk journal** beside it
 (``ingest/<alg>-<hex>.journal``): a header naming the digest and size, then one line
 ``START END`` per range known written. A range is journaled only after the ingest file was
 fdatasynced, and the journal is fdatasynced too, so it never claims bytes a crash could lose; a
-journal that cannot be read whole (a torn last line is ignored) is no journal, and the ingest
-file is then started over. Without a journal the ingest file's bytes are one prefix of the blob,
-as a single stream writes them. Whatever is kept is hashed again before the blob is committed:
+journal that cannot be read whole (a torn last line is ignored), or that records no range yet,
+leaves nothing known, and the ingest file is then started over; ranges past the ingest file's
+end (truncated away when the download went on as one stream) are dropped. The ingest file is
+truncated before its journal is removed, so without a journal its bytes are one prefix of the
+blob, as a single stream writes them. Whatever is kept is hashed again before the blob is committed:
 the journal only saves downloading, never verifying.
 """
 
@@ -217,7 +219,11 @@ class BlobWriter:
         ranges: list[tuple[int, int]] | None = []
         if resume and st is not None and st.st_size > 0 and (size is None or st.st_size <= size):
             ranges = read_journal(self._journal, digest, size)
-            if ranges is not None and all(end <= st.st_size for _, end in ranges):
+            if ranges is not None:  # a range past the file's end was truncated away since
+                ranges = [(start, end) for start, end in ranges if end <= st.st_size]
+            if ranges == [] and _regular_stat(self._journal) is not None:
+                ranges = None  # a journal with no range: written at offsets, nothing known
+            if ranges is not None:
                 fd = _reopen_writable(path)
         if fd is not None and ranges:
             try:
@@ -260,8 +266,8 @@ class BlobWriter:
     def restart(self) -> None:
         """Throw away what was written (the server ignored ``Range`` and sends it all again)."""
         fd = self._open_fd()
+        os.ftruncate(fd, 0)  # before the journal goes: never ranged bytes without their journal
         self._drop_journal()
-        os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         self.written = self._synced = 0
         self.prefix_hasher = None
@@ -365,8 +371,8 @@ class BlobWriter:
         fd = self._open_fd()
         count = memoryview(data).nbytes
         if self._journaled:  # ranges before: go on as one stream from the prefix
+            os.ftruncate(fd, self.written)  # first: the file is one prefix when the journal goes
             self._drop_journal()
-            os.ftruncate(fd, self.written)
             os.lseek(fd, self.written, os.SEEK_SET)
         if self.size is not None and self.written + count > self.size:
             self._broken = f"more than the expected {self.size} bytes were written"
