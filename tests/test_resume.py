@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,22 @@ def _ingest_size(cache: Path) -> int:
     return max(sizes)
 
 
+@contextlib.contextmanager
+def ctrl_c_delivered() -> Iterator[None]:
+    """Let a child see SIGINT even when this run inherited it ignored (a test run started in the
+    background, ``cmd &`` or ``nohup``, passes SIGINT on as ignored, and a Python child then keeps
+    ignoring it, as a background job should)."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a child starts with SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @MODES
 def test_sigint_exits_130_and_the_next_pull_resumes(
     registry: LocalRegistry, make_front: MakeFront, big: Image, tmp_path: Path, chunked: bool
@@ -164,10 +181,11 @@ def test_sigint_exits_130_and_the_next_pull_resumes(
     cache = tmp_path / "cache"
     ref = f"{front.host}/library/big:v1"
     env = mode_env(chunked, tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tank", "pull", ref, "--cache", str(cache), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    with ctrl_c_delivered():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tank", "pull", ref, "--cache", str(cache), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
     deadline = time.monotonic() + 30
     while _ingest_size(cache) < cut and time.monotonic() < deadline:
         time.sleep(0.05)
