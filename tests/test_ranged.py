@@ -22,7 +22,7 @@ from tank.retry import RetryPolicy
 from tank.store import Store
 from tank.store.ingest import journal_path, merge_ranges, read_journal
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
-from tank.testing.images import Image, Pusher, make_image, make_layer, random_bytes_stream
+from tank.testing.images import Blob, Image, Pusher, make_image, make_layer, random_bytes_stream
 from tank.testing.registry import LocalRegistry
 from tank.transport import Transport
 
@@ -41,6 +41,19 @@ def wide(registry: LocalRegistry) -> Image:
     with Pusher(registry.url) as pusher:
         pusher.push_image("library/wide", "v1", image)
     return image
+
+
+def ingest_part(cache: Path, layer: Blob) -> Path:
+    """Where the cache ``cache`` keeps ``layer``'s ingest file (its folder made)."""
+    ingest = cache / "ingest"
+    ingest.mkdir(parents=True, exist_ok=True)
+    return ingest / f"sha256-{Digest.parse(layer.digest).hex}.part"
+
+
+def write_journal(part: Path, layer: Blob, *ranges: tuple[int, int]) -> None:
+    """A chunk journal beside ``part`` recording ``ranges`` of ``layer`` as written."""
+    body = "".join(f"{start} {end}\n" for start, end in ranges)
+    journal_path(part).write_text(f"tank-ingest-journal 1 {layer.digest} {layer.size}\n{body}")
 
 
 def layer_gets(requests: list[Recorded], digest: str) -> list[Recorded]:
@@ -118,16 +131,11 @@ def test_a_fast_resume_keeps_what_it_holds_in_as_few_ranges_as_possible(
     registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
 ) -> None:
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     with part.open("wb") as f:
         f.seek(2_000_000)
         f.write(layer.data[2_000_000:2_100_000])
-    journal_path(part).write_text(
-        f"tank-ingest-journal 1 {d} {layer.size}\n2000000 2100000\n"
-    )
+    write_journal(part, layer, (2_000_000, 2_100_000))
     front = make_front(registry.url)
     fast = Config(layer_chunk_threshold=256 * 1024, layer_fast_rate=1)
     image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=fast)
@@ -369,16 +377,11 @@ def test_kept_ranges_that_are_not_the_blobs_start_over(
     registry: LocalRegistry, make_front: MakeFront, wide: Image, tmp_path: Path
 ) -> None:
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     wrong = bytearray(layer.data)
     wrong[2_000_000] ^= 0xFF
     part.write_bytes(bytes(wrong[:2_500_000]))
-    journal_path(part).write_bytes(
-        f"tank-ingest-journal 1 {d} {layer.size}\n0 1000000\n1500000 2500000\n".encode()
-    )
+    write_journal(part, layer, (0, 1_000_000), (1_500_000, 2_500_000))
     front = make_front(registry.url)
     events: list[ProgressEvent] = []
     image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=CHUNKED,
@@ -416,12 +419,9 @@ def test_a_journal_describing_more_than_the_file_holds_starts_over(
     registry: LocalRegistry, wide: Image, tmp_path: Path
 ) -> None:
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     part.write_bytes(layer.data[:1000])
-    journal_path(part).write_text(f"tank-ingest-journal 1 {d} {layer.size}\n0 2000\n")
+    write_journal(part, layer, (0, 2_000))
     store = Store(tmp_path)
     with store.writer(layer.digest, layer.size) as w:
         assert w is not None
@@ -433,14 +433,11 @@ def test_a_journal_that_records_no_range_yet_starts_over(wide: Image, tmp_path: 
     """Killed after the journal's header, before its first range: the bytes at offsets are no
     prefix of the blob, so nothing of them is kept."""
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     with part.open("wb") as f:
         f.seek(1_000_000)
         f.write(layer.data[1_000_000:1_400_000])
-    journal_path(part).write_text(f"tank-ingest-journal 1 {d} {layer.size}\n")
+    write_journal(part, layer)
     with Store(tmp_path).writer(layer.digest, layer.size) as w:
         assert w is not None
         assert (w.written, w.resumed, w.held()) == (0, 0, [])
@@ -454,14 +451,9 @@ def test_ranges_past_the_end_of_a_truncated_ingest_file_are_dropped(
     """Killed between the truncation to the prefix and the journal's removal (a ranged download
     going on as one stream): the prefix is kept, the ranges that were cut off are not."""
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     part.write_bytes(layer.data[:700_000])
-    journal_path(part).write_text(
-        f"tank-ingest-journal 1 {d} {layer.size}\n0 700000\n2000000 2100000\n"
-    )
+    write_journal(part, layer, (0, 700_000), (2_000_000, 2_100_000))
     with Store(tmp_path).writer(layer.digest, layer.size) as w:
         assert w is not None
         assert (w.written, w.resumed, w.held()) == (700_000, 700_000, [])
@@ -473,18 +465,13 @@ def test_writing_on_as_one_stream_truncates_before_the_journal_goes(
     """Whenever the journal is gone the ingest file is one prefix: held ranges are cut off by
     the first byte appended, and by a restart, before the journal is removed."""
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     for restart in (False, True):
         with part.open("wb") as f:
             f.write(layer.data[:700_000])
             f.seek(2_000_000)
             f.write(layer.data[2_000_000:2_100_000])
-        journal_path(part).write_text(
-            f"tank-ingest-journal 1 {d} {layer.size}\n0 700000\n2000000 2100000\n"
-        )
+        write_journal(part, layer, (0, 700_000), (2_000_000, 2_100_000))
         with contextlib.suppress(KeyboardInterrupt), \
                 Store(tmp_path).writer(layer.digest, layer.size) as w:
             assert w is not None
@@ -508,17 +495,12 @@ def test_a_single_stream_after_ranges_keeps_the_prefix(
 ) -> None:
     """A resume with one connection continues the journaled prefix and drops the rest."""
     layer = wide.layers[0]
-    d = Digest.parse(layer.digest)
-    ingest = tmp_path / "ingest"
-    ingest.mkdir(parents=True)
-    part = ingest / f"sha256-{d.hex}.part"
+    part = ingest_part(tmp_path, layer)
     with part.open("wb") as f:
         f.write(layer.data[:700_000])
         f.seek(2_000_000)
         f.write(layer.data[2_000_000:2_100_000])
-    journal_path(part).write_text(
-        f"tank-ingest-journal 1 {d} {layer.size}\n2000000 2100000\n0 700000\n"
-    )
+    write_journal(part, layer, (2_000_000, 2_100_000), (0, 700_000))
     front = make_front(registry.url)
     image = pull(f"{front.host}/library/wide:v1", cache=tmp_path, config=CHUNKED,
                  layer_connections=1)
