@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
-from tank.digest import Digest, PipelinedHasher
+from tank.digest import Digest, Hasher, PipelinedHasher
 from tank.layers.compression import open_layer
 from tank.layers.feed import QUEUE_DEPTH, READ_SIZE, LayerFeed
 from tank.layers.tar import (
@@ -95,22 +95,33 @@ def read_layers(
         return
     with LayerFeed([(layer.path, layer.media_type) for layer in layers]) as feed:
         for layer in layers:
-            expected = Digest.parse(layer.diff_id)
-            hasher = PipelinedHasher(expected.hasher(), depth=QUEUE_DEPTH)
-            try:
-                reader = LayerReader(
-                    feed.get, digest=layer.digest, source=str(layer.path),
-                    max_layer_bytes=max_layer_bytes, max_entries=max_entries, hasher=hasher,
-                )
-                visitor.begin(layer)
-                ordinal = 0
-                while (entry := reader.next_entry()) is not None:
-                    visitor.entry(entry, ordinal, reader)
-                    ordinal += 1
-                visitor.end(layer)
-            finally:
-                done = hasher.finish()
-            done.verify(expected, what=f"uncompressed layer {layer.digest} (its diff_id)")
+            _visit(layer, feed.get, visitor, max_layer_bytes, max_entries).verify(
+                Digest.parse(layer.diff_id),
+                what=f"uncompressed layer {layer.digest} (its diff_id)",
+            )
+
+
+def _visit(
+    layer: Layer, chunk: Callable[[], bytes | None], visitor: Visitor, max_layer_bytes: int,
+    max_entries: int,
+) -> Hasher:
+    """Tell ``visitor`` every entry of ``layer``, read from ``chunk``; the hash of its
+    uncompressed bytes (for the caller to check against the ``diff_id``)."""
+    hasher = PipelinedHasher(Digest.parse(layer.diff_id).hasher(), depth=QUEUE_DEPTH)
+    try:
+        reader = LayerReader(
+            chunk, digest=layer.digest, source=str(layer.path),
+            max_layer_bytes=max_layer_bytes, max_entries=max_entries, hasher=hasher,
+        )
+        visitor.begin(layer)
+        ordinal = 0
+        while (entry := reader.next_entry()) is not None:
+            visitor.entry(entry, ordinal, reader)
+            ordinal += 1
+        visitor.end(layer)
+    finally:
+        done = hasher.finish()
+    return done
 
 
 def read_each(
@@ -126,29 +137,16 @@ def read_each(
     stop = threading.Event()
 
     def one(layer: Layer) -> None:
-        expected = Digest.parse(layer.diff_id)
         visitor = visitor_for(layer)
-        hasher = PipelinedHasher(expected.hasher(), depth=QUEUE_DEPTH)
-        try:
-            with open_layer(layer.path, layer.media_type) as stream:
+        with open_layer(layer.path, layer.media_type) as stream:
 
-                def chunk() -> bytes | None:
-                    return None if stop.is_set() else stream.read(READ_SIZE)
+            def chunk() -> bytes | None:
+                return None if stop.is_set() else stream.read(READ_SIZE)
 
-                reader = LayerReader(
-                    chunk, digest=layer.digest, source=str(layer.path),
-                    max_layer_bytes=max_layer_bytes, max_entries=max_entries, hasher=hasher,
-                )
-                visitor.begin(layer)
-                ordinal = 0
-                while (entry := reader.next_entry()) is not None:
-                    visitor.entry(entry, ordinal, reader)
-                    ordinal += 1
-                visitor.end(layer)
-        finally:
-            done = hasher.finish()
+            done = _visit(layer, chunk, visitor, max_layer_bytes, max_entries)
         if not stop.is_set():
-            done.verify(expected, what=f"uncompressed layer {layer.digest} (its diff_id)")
+            done.verify(Digest.parse(layer.diff_id),
+                        what=f"uncompressed layer {layer.digest} (its diff_id)")
 
     order = sorted(layers, key=lambda layer: -layer.size)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tank-read")
