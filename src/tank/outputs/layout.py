@@ -146,16 +146,27 @@ def write_image(
             _check_top(blob_root, sources, top, manifest_size)
             _place_blobs(blob_root, sources, copy=copy)
         _drop_ref(index, ref_name)
-        entry: dict[str, Any] = {
-            "mediaType": manifest_media_type,
-            "digest": str(top),
-            "size": manifest_size,
-            "annotations": {REF_NAME_ANNOTATION: ref_name},
-        }
-        if platform is not None:
-            entry["platform"] = dict(platform)
-        index["manifests"].append(entry)
+        index["manifests"].append(
+            index_entry(manifest_media_type, top, manifest_size, ref_name, platform)
+        )
         layout.write_atomically("index.json", json.dumps(index, separators=(",", ":")).encode())
+
+
+def index_entry(
+    media_type: str, digest: Digest, size: int, ref_name: str,
+    platform: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The ``index.json`` entry naming an image ``ref_name`` (with its ``platform`` when
+    given), as a layout and an OCI archive write it."""
+    entry: dict[str, Any] = {
+        "mediaType": media_type,
+        "digest": str(digest),
+        "size": size,
+        "annotations": {REF_NAME_ANNOTATION: ref_name},
+    }
+    if platform is not None:
+        entry["platform"] = dict(platform)
+    return entry
 
 
 # -- the layout's own files --------------------------------------------------------------------
@@ -397,5 +408,6 @@ __all__ = [
     "REF_NAME_ANNOTATION",
     "LayoutError",
     "LayoutTarget",
+    "index_entry",
     "write_image",
 ]

@@ -35,7 +35,7 @@ from tank.digest import Digest
 from tank.errors import ArchiveError, SizeMismatch
 from tank.image import Descriptor, Index, Manifest
 from tank.outputs.image_layout import _platform_json, layout_plan
-from tank.outputs.layout import LAYOUT_VERSION, REF_NAME_ANNOTATION, LayoutTarget
+from tank.outputs.layout import LAYOUT_VERSION, LayoutTarget, index_entry
 from tank.platform import Platform
 from tank.store import Store
 
@@ -79,14 +79,9 @@ def write_oci_archive(
     sources = {Digest.parse(d): Path(p) for d, p in blobs.items()}
     if top not in sources:
         raise ArchiveError(f"{target}: the manifest {top} is not among the blobs given")
-    entry: dict[str, object] = {
-        "mediaType": manifest_media_type, "digest": str(top), "size": manifest_size,
-        "annotations": {REF_NAME_ANNOTATION: ref_name},
-    }
-    if platform is not None:
-        entry["platform"] = dict(platform)
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [entry]}
+             "manifests": [index_entry(manifest_media_type, top, manifest_size, ref_name,
+                                       platform)]}
     if target.is_dir():
         raise ArchiveError(f"{target}: is a directory (an OCI archive is a file)")
     target.parent.mkdir(parents=True, exist_ok=True)
