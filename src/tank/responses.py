@@ -64,24 +64,40 @@ def raise_for_status(
     reference: str | None,
 ) -> None:
     """Raise the error that fits a non-2xx answer (its body read, capped, and released)."""
+    raise_status(
+        response, not_found=f"{what} not found", denied=f"access to the {what} denied",
+        failed=f"fetching the {what} failed", rate_limited=True,
+        registry=registry, repository=repository, reference=reference,
+    )
+
+
+def raise_status(
+    response: BaseHTTPResponse, *, not_found: str, denied: str, failed: str,
+    rate_limited: bool = False, **place: Any,
+) -> None:
+    """Raise the error a non-2xx answer means: :class:`~tank.errors.NotFound` (404) saying
+    ``not_found``, :class:`~tank.errors.AuthError` (401, 403) saying ``denied``, else
+    :class:`~tank.errors.RegistryError` saying ``failed`` and the body's text when it holds no
+    registry errors; ``place`` (``registry``, ``repository``, ``reference``) goes to the error.
+    The body is read, capped, and released. With ``rate_limited`` a 429 also says what the
+    rate-limit headers do."""
     status = response.status
     if 200 <= status < 300:
         return
     body, _ = read_capped(response, MAX_ERROR_BODY)
     errors = error_details(body)
     kwargs: dict[str, Any] = {
-        "registry": registry, "repository": repository, "reference": reference,
-        "status": status, "errors": errors,
+        **place, "status": status, "errors": errors,
         "retry_after": parse_retry_after(response.headers.get("Retry-After")),
     }
     if status == 404:
-        raise NotFound(f"{what} not found", **kwargs)
+        raise NotFound(not_found, **kwargs)
     if status in (401, 403):
-        raise AuthError(f"access to the {what} denied", **kwargs)
+        raise AuthError(denied, **kwargs)
     text = "" if errors else body[:200].decode("utf-8", "replace").strip()
-    if status == 429:  # Docker Hub's pull rate limit: say how much is left, and how to get more
-        text = _rate_limit_hint(response, text)
-    raise RegistryError(f"fetching the {what} failed" + (f": {text}" if text else ""), **kwargs)
+    if status == 429 and rate_limited:  # Docker Hub's pull rate limit: how much is left, and
+        text = _rate_limit_hint(response, text)  # how to get more
+    raise RegistryError(failed + (f": {text}" if text else ""), **kwargs)
 
 
 def _rate_limit_hint(response: BaseHTTPResponse, text: str) -> str:
@@ -112,4 +128,4 @@ def _rate_limit_hint(response: BaseHTTPResponse, text: str) -> str:
     return f"{text}; {hint}" if text else hint
 
 
-__all__ = ["MAX_ERROR_BODY", "error_details", "raise_for_status", "read_capped"]
+__all__ = ["MAX_ERROR_BODY", "error_details", "raise_for_status", "raise_status", "read_capped"]

@@ -56,7 +56,8 @@ from tank.errors import (
     TransportError,
 )
 from tank.image import Where
-from tank.registry.writes import check_written, header_digest_of
+from tank.registry.manifests import header_digest
+from tank.registry.writes import check_written
 from tank.retry import RetryPolicy, call, is_retryable
 from tank.transport import Origin, release
 
@@ -395,7 +396,7 @@ class _Upload:
             raise _Renewed
         check_written(response, doing="finishing the upload", place=_place(self.auth,
                                                                            str(digest)))
-        echoed = header_digest_of(response, _place(self.auth, str(digest)))
+        echoed = header_digest(response, _place(self.auth, str(digest)))
         release(response)
         if echoed is not None and echoed != digest:
             raise DigestMismatch(digest, echoed, what="uploaded blob (the registry's "

@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tank.digest import Digest, Hasher
-from tank.errors import AuthError, DigestMismatch, InvalidDigest, NotFound, RegistryError
+from tank.errors import DigestMismatch, RegistryError
 from tank.image import Where
-from tank.responses import MAX_ERROR_BODY, error_details, read_capped
-from tank.retry import parse_retry_after
+from tank.registry.manifests import header_digest
+from tank.responses import MAX_ERROR_BODY, error_details, raise_status, read_capped
 from tank.transport import release
 
 if TYPE_CHECKING:
@@ -32,33 +32,8 @@ if TYPE_CHECKING:
 def check_written(response: BaseHTTPResponse, *, doing: str, place: Where) -> None:
     """Raise the error a non-``2xx`` answer to a write means (see the module); ``doing`` says
     what was being done (``"pushing the manifest"``)."""
-    status = response.status
-    if 200 <= status < 300:
-        return
-    body, _ = read_capped(response, MAX_ERROR_BODY)
-    errors = error_details(body)
-    kwargs: dict[str, Any] = {
-        **place.kwargs(), "status": status, "errors": errors,
-        "retry_after": parse_retry_after(response.headers.get("Retry-After")),
-    }
-    if status == 404:
-        raise NotFound(f"{doing}: not found", **kwargs)
-    if status in (401, 403):
-        raise AuthError(f"{doing}: access denied", **kwargs)
-    text = "" if errors else body[:200].decode("utf-8", "replace").strip()
-    raise RegistryError(f"{doing} failed" + (f": {text}" if text else ""), **kwargs)
-
-
-def header_digest_of(response: BaseHTTPResponse, place: Where) -> Digest | None:
-    """``Docker-Content-Digest``, validated; ``None`` when absent."""
-    header = (response.headers.get("Docker-Content-Digest") or "").strip()
-    if not header:
-        return None
-    try:
-        return Digest.parse(header)
-    except InvalidDigest as exc:
-        raise RegistryError(f"invalid Docker-Content-Digest header: {exc.reason}",
-                            **place.kwargs()) from None
+    raise_status(response, not_found=f"{doing}: not found", denied=f"{doing}: access denied",
+                 failed=f"{doing} failed", **place.kwargs())
 
 
 def put_manifest(auth: Authenticator, reference: str, raw: bytes, media_type: str) -> Digest:
@@ -76,7 +51,7 @@ def put_manifest(auth: Authenticator, reference: str, raw: bytes, media_type: st
         headers={"Content-Type": media_type, "Content-Length": str(len(raw))}, body=bytes(raw),
     )
     check_written(response, doing="pushing the manifest", place=place)
-    echoed = header_digest_of(response, place)
+    echoed = header_digest(response, place)
     release(response)
     if echoed is not None and echoed.algorithm == digest.algorithm and echoed != digest:
         raise DigestMismatch(digest, echoed, what="pushed manifest (the registry's "
@@ -101,4 +76,4 @@ def delete_manifest(auth: Authenticator, digest: Digest) -> None:
     release(response)
 
 
-__all__ = ["check_written", "delete_manifest", "header_digest_of", "put_manifest"]
+__all__ = ["check_written", "delete_manifest", "put_manifest"]
