@@ -47,7 +47,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from tank.errors import UnpackError, UnsafeEntry
-from tank.layers.tar import MAX_DEPTH, PATH_MAX, REGULAR_TYPES, TarEntry, split_name
+from tank.layers.tar import (
+    MAX_DEPTH,
+    PATH_MAX,
+    REGULAR_TYPES,
+    TarEntry,
+    hardlink_target,
+    split_name,
+)
 from tank.layers.whiteout import is_opaque, is_whiteout, whiteout_target
 
 #: symlinks followed while resolving one path (Linux's MAXSYMLINKS, as the unpack)
@@ -322,12 +329,7 @@ class Merger:
             node.xattrs = {**node.xattrs, **entry.xattrs}
 
     def _make_hardlink(self, parent: Dir, real: tuple[str, ...], entry: TarEntry) -> None:
-        try:
-            target = split_name(entry.linkname, "hard link target")
-        except ValueError as exc:
-            raise UnsafeEntry(str(exc)) from None
-        if not target:
-            raise UnsafeEntry("a hard link to the root directory")
+        target = hardlink_target(entry)
         found = self.resolve(target[:-1], create=False)
         if found is None:
             raise UnpackError(f"the hard link target {entry.linkname!r} does not exist")

@@ -148,6 +148,18 @@ def split_name(name: str, what: str = "name") -> list[str]:
     return parts
 
 
+def hardlink_target(entry: TarEntry) -> list[str]:
+    """The components of a hard link's target inside the root;
+    :class:`~tank.errors.UnsafeEntry` for a refused name, or the root itself."""
+    try:
+        target = split_name(entry.linkname, "hard link target")
+    except ValueError as exc:
+        raise UnsafeEntry(str(exc)) from None
+    if not target:
+        raise UnsafeEntry("a hard link to the root directory")
+    return target
+
+
 # -- tar headers --------------------------------------------------------------------------------
 
 
@@ -633,6 +645,7 @@ __all__ = [
     "LayerReader",
     "Progress",
     "TarEntry",
+    "hardlink_target",
     "read_layer",
     "split_name",
 ]

@@ -45,7 +45,14 @@ from typing import Final
 from tank.digest import Digest, PipelinedHasher
 from tank.errors import UnpackError, UnsafeEntry
 from tank.layers.feed import QUEUE_DEPTH, LayerFeed
-from tank.layers.tar import PATH_MAX, REGULAR_TYPES, LayerReader, TarEntry, split_name
+from tank.layers.tar import (
+    PATH_MAX,
+    REGULAR_TYPES,
+    LayerReader,
+    TarEntry,
+    hardlink_target,
+    split_name,
+)
 from tank.layers.whiteout import is_opaque, is_whiteout, whiteout_target
 from tank.outputs.rootfs.remove import rmtree_at
 from tank.outputs.rootfs.tree import O_DIR, O_NEW, O_READ, NotDirectory, Tree
@@ -379,12 +386,7 @@ class Applier:
         os.utime(name, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
     def _make_hardlink(self, parent: int, name: str, entry: TarEntry) -> None:
-        try:
-            target = split_name(entry.linkname, "hard link target")
-        except ValueError as exc:
-            raise UnsafeEntry(str(exc)) from None
-        if not target:
-            raise UnsafeEntry("a hard link to the root directory")
+        target = hardlink_target(entry)
         target_parent = self.tree.resolve(target[:-1], create=False)
         if target_parent is None:
             raise UnpackError(f"the hard link target {entry.linkname!r} does not exist")
