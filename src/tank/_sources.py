@@ -197,6 +197,15 @@ def _read_regular(path: Path, cap: int, what: str, error: type[Exception]) -> by
     return data
 
 
+def _entries(raw: bytes, what: str, error: type[Exception]) -> list[Descriptor]:
+    """The entries of an ``index.json`` (``what`` names it in errors)."""
+    index = _json.loads_object(raw, what=what, error=error)
+    raw_entries = index.get("manifests")
+    if not isinstance(raw_entries, list):
+        raise error(f"{what}: 'manifests' is not a list")
+    return [Descriptor.from_json(e, where="an index.json entry") for e in raw_entries]
+
+
 def _pick(entries: list[Descriptor], name: str | None, where: str, error: type[Exception]
           ) -> Descriptor:
     """The index.json entry named ``name`` (the only entry when no name is given)."""
@@ -226,15 +235,10 @@ class LayoutSource(ImageSource):
                                      error=LayoutError).get("imageLayoutVersion")
         if not isinstance(version, str) or version.split(".")[0] != "1":
             raise LayoutError(f"{root}: unsupported imageLayoutVersion {version!r}")
-        index = _json.loads_object(
+        self.entries = _entries(
             _read_regular(root / "index.json", MAX_INDEX, "index.json", LayoutError),
-            what=f"{root}/index.json", error=LayoutError,
+            f"{root}/index.json", LayoutError,
         )
-        raw_entries = index.get("manifests")
-        if not isinstance(raw_entries, list):
-            raise LayoutError(f"{root}/index.json: 'manifests' is not a list")
-        self.entries = [Descriptor.from_json(e, where="an index.json entry")
-                        for e in raw_entries]
         self.entry = _pick(self.entries, name, f"the layout {root}", LayoutError)
 
     def _blob_path(self, digest: Digest) -> Path:
@@ -354,13 +358,7 @@ class OciArchiveSource(LayoutSource):
         _members(archive, on_file)
         if "index.json" not in files:
             raise ArchiveError(f"{archive}: not an OCI archive (no index.json)")
-        index = _json.loads_object(files["index.json"], what=f"{archive}:index.json",
-                                   error=ArchiveError)
-        raw_entries = index.get("manifests")
-        if not isinstance(raw_entries, list):
-            raise ArchiveError(f"{archive}:index.json: 'manifests' is not a list")
-        self.entries = [Descriptor.from_json(e, where="an index.json entry")
-                        for e in raw_entries]
+        self.entries = _entries(files["index.json"], f"{archive}:index.json", ArchiveError)
         self.entry = _pick(self.entries, name, f"the archive {archive}", ArchiveError)
 
     def _document(self, entry: Descriptor) -> Document:
