@@ -19,7 +19,7 @@ from tank.errors import DigestMismatch, RegistryError, SizeMismatch
 from tank.registry import Client
 from tank.registry.ranged import Budget, range_size
 from tank.retry import RetryPolicy
-from tank.store import Store
+from tank.store import Store, ingest
 from tank.store.ingest import journal_path, merge_ranges, read_journal
 from tank.testing.fronts import MakeCDN, MakeFront, Recorded, Response
 from tank.testing.images import Blob, Image, Pusher, make_image, make_layer, random_bytes_stream
@@ -460,13 +460,23 @@ def test_ranges_past_the_end_of_a_truncated_ingest_file_are_dropped(
 
 
 def test_writing_on_as_one_stream_truncates_before_the_journal_goes(
-    wide: Image, tmp_path: Path
+    wide: Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whenever the journal is gone the ingest file is one prefix: held ranges are cut off by
     the first byte appended, and by a restart, before the journal is removed."""
     layer = wide.layers[0]
     part = ingest_part(tmp_path, layer)
+    sizes_when_the_journal_went: list[int] = []
+    unlink = ingest._unlink
+
+    def watched(path: Path) -> bool:  # what a crash right after the removal would leave
+        if path == journal_path(part) and path.exists():
+            sizes_when_the_journal_went.append(part.stat().st_size)
+        return unlink(path)
+
+    monkeypatch.setattr(ingest, "_unlink", watched)
     for restart in (False, True):
+        sizes_when_the_journal_went.clear()
         with part.open("wb") as f:
             f.write(layer.data[:700_000])
             f.seek(2_000_000)
@@ -483,6 +493,7 @@ def test_writing_on_as_one_stream_truncates_before_the_journal_goes(
                 w.write(layer.data[700_000:800_000])
                 assert part.stat().st_size == 800_000
             assert not journal_path(part).exists()
+            assert sizes_when_the_journal_went == [0 if restart else 700_000]
             raise KeyboardInterrupt  # interrupted: kept for a resume
         if restart:  # nothing held: nothing kept
             assert not part.exists()
